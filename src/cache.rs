@@ -1,0 +1,253 @@
+//! The identity map: for every key, its value, its remembered absence, or the
+//! promise of the fetch in flight for it.
+//!
+//! The map sits behind an async `RwLock` that is only ever held for a few map
+//! operations, never across a backend call, so a cache hit never waits for a
+//! fetch. Readers try the lock first and only wait when a writer holds it.
+
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
+use std::hash::Hash;
+
+use async_lock::{RwLock, RwLockWriteGuard};
+
+use crate::promise::{promise, Promise, Resolver};
+use crate::LoadError;
+
+/// What a caller of a key eventually gets.
+pub(crate) type Outcome<V, E> = Result<V, LoadError<E>>;
+
+enum Slot<V, E> {
+    Ready(V),
+    /// The fetcher answered without this key.
+    Missing,
+    Loading(Promise<Outcome<V, E>>),
+}
+
+/// Where a known key stands for one caller.
+pub(crate) enum Known<V, E> {
+    /// Answered from the map.
+    Done(Outcome<V, E>),
+    /// A fetch for this key is queued or running: wait for it.
+    Join(Promise<Outcome<V, E>>),
+}
+
+/// A fresh in-flight entry: the resolver goes with the key into a batch, the
+/// promise to the caller.
+pub(crate) struct Claim<V, E> {
+    pub(crate) resolver: Resolver<Outcome<V, E>>,
+    pub(crate) promise: Promise<Outcome<V, E>>,
+}
+
+type Slots<K, V, E> = HashMap<K, Slot<V, E>>;
+
+/// The map under its write lock, as callers that queue keys see it.
+pub(crate) struct Writer<'a, K, V, E> {
+    slots: RwLockWriteGuard<'a, Slots<K, V, E>>,
+}
+
+pub(crate) struct IdentityMap<K, V, E> {
+    slots: RwLock<Slots<K, V, E>>,
+    /// `false` when caching is off: entries live only while in flight.
+    keep: bool,
+}
+
+impl<K, V, E> IdentityMap<K, V, E>
+where
+    K: Hash + Eq + Clone,
+    V: Clone,
+{
+    pub(crate) fn new(keep: bool) -> Self {
+        Self {
+            slots: RwLock::new(HashMap::new()),
+            keep,
+        }
+    }
+
+    /// Answers from a read lock taken without waiting: a hit, a remembered
+    /// absence, or a join of the fetch in flight. `None` when the key is
+    /// unknown or the lock is held by a writer: then the caller takes the
+    /// write lock and [`claim`](Self::claim)s.
+    pub(crate) fn try_lookup(&self, key: &K) -> Option<Known<V, E>> {
+        lookup(&*self.slots.try_read()?, key)
+    }
+
+    /// [`try_lookup`](Self::try_lookup) for many keys under one read lock.
+    pub(crate) fn try_lookup_all(&self, keys: &[K]) -> Vec<Option<Known<V, E>>> {
+        match self.slots.try_read() {
+            Some(slots) => keys.iter().map(|key| lookup(&slots, key)).collect(),
+            None => keys.iter().map(|_| None).collect(),
+        }
+    }
+
+    /// Takes the write lock, without waiting when it is free.
+    pub(crate) async fn writer(&self) -> Writer<'_, K, V, E> {
+        Writer {
+            slots: self.write().await,
+        }
+    }
+
+    async fn write(&self) -> RwLockWriteGuard<'_, Slots<K, V, E>> {
+        match self.slots.try_write() {
+            Some(slots) => slots,
+            None => self.slots.write().await,
+        }
+    }
+
+    /// Stores `value` unless the key is present or in flight; `false` when
+    /// nothing was stored (including when caching is off).
+    pub(crate) async fn prime(&self, key: K, value: V) -> bool {
+        if !self.keep {
+            return false;
+        }
+        let mut slots = self.write().await;
+        if lookup(&slots, &key).is_none() {
+            slots.insert(key, Slot::Ready(value));
+            return true;
+        }
+        false
+    }
+
+    /// Forgets `key`. A fetch already running for it still answers its
+    /// callers but is no longer joined or stored; a key still queued stays, as
+    /// its fetch has not started and will see the state after this clear.
+    pub(crate) async fn clear(&self, key: &K) {
+        let mut slots = self.write().await;
+        if slots.get(key).is_some_and(|slot| !is_queued(slot)) {
+            slots.remove(key);
+        }
+    }
+
+    /// Forgets every key, as [`clear`](Self::clear) does for one.
+    pub(crate) async fn clear_all(&self) {
+        self.write().await.retain(|_, slot| is_queued(slot));
+    }
+
+    /// Marks the keys of a batch about to be fetched as carried by `batch`.
+    /// Done under the lock so that `clear` sees exactly which fetches started.
+    pub(crate) async fn start_batch(&self, batch: u64, resolvers: &[Resolver<Outcome<V, E>>]) {
+        let _slots = self.write().await;
+        for resolver in resolvers {
+            resolver.assign_batch(batch);
+        }
+    }
+
+    /// Answers batch `batch` from the values its fetcher delivered: delivered
+    /// keys get their value, the rest `NotFound`. Entries still belonging to
+    /// this batch are stored (or dropped when caching is off). Waiters wake
+    /// when the caller drops the resolvers, after the lock is released.
+    pub(crate) async fn deliver(
+        &self,
+        batch: u64,
+        keys: &[K],
+        resolvers: &[Resolver<Outcome<V, E>>],
+        values: Vec<(K, V)>,
+    ) {
+        let mut slots = self.write().await;
+        // Values whose entry is not this batch's: a key cleared while in
+        // flight (its callers still get the value), or one never asked for.
+        let mut unclaimed = Vec::new();
+        for (key, value) in values {
+            match slots.entry(key) {
+                Entry::Occupied(mut entry) if owned_by(entry.get(), batch) => {
+                    if let Slot::Loading(promise) = entry.get() {
+                        if self.keep {
+                            promise.answer(Ok(value.clone()));
+                            entry.insert(Slot::Ready(value));
+                        } else {
+                            promise.answer(Ok(value));
+                            entry.remove();
+                        }
+                    }
+                }
+                Entry::Occupied(entry) => unclaimed.push((entry.key().clone(), value)),
+                Entry::Vacant(entry) => unclaimed.push((entry.into_key(), value)),
+            }
+        }
+        let mut unclaimed: HashMap<K, V> = unclaimed.into_iter().collect();
+        for (key, resolver) in keys.iter().zip(resolvers) {
+            if resolver.is_settled() {
+                continue;
+            }
+            if let Some(value) = unclaimed.remove(key) {
+                resolver.answer(Ok(value));
+                continue;
+            }
+            if let Some(slot) = slots.get_mut(key) {
+                if owned_by(slot, batch) {
+                    if self.keep {
+                        *slot = Slot::Missing;
+                    } else {
+                        slots.remove(key);
+                    }
+                }
+            }
+            resolver.answer(Err(LoadError::NotFound));
+        }
+    }
+
+    /// Answers every key of batch `batch` with `error`, storing nothing: the
+    /// next load of these keys fetches again.
+    pub(crate) async fn fail(
+        &self,
+        batch: u64,
+        keys: &[K],
+        resolvers: &[Resolver<Outcome<V, E>>],
+        error: LoadError<E>,
+    ) {
+        let mut slots = self.write().await;
+        for (key, resolver) in keys.iter().zip(resolvers) {
+            if slots.get(key).is_some_and(|slot| owned_by(slot, batch)) {
+                slots.remove(key);
+            }
+            resolver.answer(Err(error.clone()));
+        }
+    }
+}
+
+impl<K, V, E> Writer<'_, K, V, E>
+where
+    K: Hash + Eq + Clone,
+    V: Clone,
+{
+    /// The key's standing, or a new in-flight entry the caller must queue.
+    pub(crate) fn claim(&mut self, key: &K) -> Result<Known<V, E>, Claim<V, E>> {
+        if let Some(known) = lookup(&self.slots, key) {
+            return Ok(known);
+        }
+        let (resolver, promise) = promise();
+        self.slots
+            .insert(key.clone(), Slot::Loading(promise.clone()));
+        Err(Claim { resolver, promise })
+    }
+
+    /// Removes the in-flight entry of `key` if it is still `promise`'s (used
+    /// when a claimed key could not be queued, or its batch was abandoned).
+    pub(crate) fn forget(&mut self, key: &K, promise: &Promise<Outcome<V, E>>) {
+        if let Some(Slot::Loading(current)) = self.slots.get(key) {
+            if current.same_as(promise) {
+                self.slots.remove(key);
+            }
+        }
+    }
+}
+
+fn lookup<K: Hash + Eq, V: Clone, E>(slots: &Slots<K, V, E>, key: &K) -> Option<Known<V, E>> {
+    match slots.get(key)? {
+        Slot::Ready(value) => Some(Known::Done(Ok(value.clone()))),
+        Slot::Missing => Some(Known::Done(Err(LoadError::NotFound))),
+        Slot::Loading(promise) if !promise.is_settled() => Some(Known::Join(promise.clone())),
+        // A settled promise still in the map was abandoned (its batch was
+        // dropped unanswered): treat the key as unknown and fetch again.
+        Slot::Loading(_) => None,
+    }
+}
+
+/// In flight but not yet handed to the fetcher.
+fn is_queued<V, E>(slot: &Slot<V, E>) -> bool {
+    matches!(slot, Slot::Loading(promise) if promise.batch() == 0 && !promise.is_settled())
+}
+
+fn owned_by<V, E>(slot: &Slot<V, E>, batch: u64) -> bool {
+    matches!(slot, Slot::Loading(promise) if promise.batch() == batch && !promise.is_settled())
+}

@@ -1,0 +1,326 @@
+//! The cheap, cloneable handle callers load through.
+
+use std::fmt;
+use std::sync::Arc;
+
+use super::runner::{Map, Ticket};
+use super::{Fetcher, FetcherBuilder};
+use crate::cache::{Known, Outcome, Writer};
+use crate::core::Queue;
+use crate::LoadError;
+
+/// Batches concurrent loads into one [`Fetcher::fetch`] call per batch and
+/// remembers what was fetched.
+///
+/// A cheap handle: clones share one identity map and one collector. When the
+/// last clone is dropped, the collector fetches what it still holds and exits.
+///
+/// ```
+/// use anybatch::{BatchFetcher, Fetcher, Values};
+///
+/// struct Doubles;
+///
+/// impl Fetcher for Doubles {
+///     type Key = u64;
+///     type Value = u64;
+///     type Error = std::convert::Infallible;
+///
+///     async fn fetch(&self, keys: &[u64], values: &mut Values<u64, u64>) -> Result<(), Self::Error> {
+///         values.extend(keys.iter().map(|&key| (key, key * 2)));
+///         Ok(())
+///     }
+/// }
+///
+/// # smol::block_on(async {
+/// let loader = BatchFetcher::builder(Doubles).build().unwrap();
+/// // Three loads from one task: one fetch of [1, 2, 3].
+/// let (a, b, c) = futures::join!(loader.load(1), loader.load(2), loader.load(3));
+/// assert_eq!((a.unwrap(), b.unwrap(), c.unwrap()), (2, 4, 6));
+/// # });
+/// ```
+pub struct BatchFetcher<F: Fetcher> {
+    inner: Arc<Inner<F>>,
+}
+
+struct Inner<F: Fetcher> {
+    map: Arc<Map<F>>,
+    queue: Queue<Ticket<F>>,
+    label: Option<Arc<str>>,
+}
+
+type Answer<F> = Known<<F as Fetcher>::Value, <F as Fetcher>::Error>;
+type Result<F> = Outcome<<F as Fetcher>::Value, <F as Fetcher>::Error>;
+
+impl<F: Fetcher> BatchFetcher<F> {
+    /// Starts configuring a loader over `fetcher`; see [`FetcherBuilder`] for
+    /// the settings and their defaults.
+    pub fn builder(fetcher: F) -> FetcherBuilder<F> {
+        FetcherBuilder::new(fetcher)
+    }
+
+    pub(crate) fn from_parts(
+        map: Arc<Map<F>>,
+        queue: Queue<Ticket<F>>,
+        label: Option<Arc<str>>,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner { map, queue, label }),
+        }
+    }
+
+    /// Loads one key: from the identity map when it is known, by joining the
+    /// fetch already queued or running for it, or in the next batch.
+    ///
+    /// Dropping the returned future never cancels the fetch for other callers.
+    ///
+    /// # Errors
+    /// [`LoadError::NotFound`] when the fetcher did not deliver the key,
+    /// [`LoadError::Fetch`] or [`LoadError::Panicked`] when its batch failed,
+    /// [`LoadError::Closed`] when the loader closed first.
+    pub async fn load(&self, key: F::Key) -> Result<F> {
+        // The hot path: a read lock taken without waiting, no channel.
+        let answer = match self.inner.map.try_lookup(&key) {
+            Some(known) => known,
+            None => self.lookup_or_queue(&mut self.inner.map.writer().await, &key),
+        };
+        self.finish(&key, answer).await
+    }
+
+    /// Loads several keys, in at most `ceil(distinct new keys / max_batch_size)`
+    /// fetches, and returns their values in input order. Duplicates are allowed.
+    ///
+    /// # Errors
+    /// The error of the first key, in input order, that failed; see
+    /// [`load`](Self::load). Use [`load_each`](Self::load_each) for one result
+    /// per key.
+    ///
+    /// ```
+    /// # use anybatch::{BatchFetcher, Fetcher, Values};
+    /// # struct Doubles;
+    /// # impl Fetcher for Doubles {
+    /// #     type Key = u64; type Value = u64; type Error = std::convert::Infallible;
+    /// #     async fn fetch(&self, keys: &[u64], values: &mut Values<u64, u64>) -> Result<(), Self::Error> {
+    /// #         values.extend(keys.iter().map(|&key| (key, key * 2))); Ok(())
+    /// #     }
+    /// # }
+    /// # smol::block_on(async {
+    /// let loader = BatchFetcher::builder(Doubles).build().unwrap();
+    /// assert_eq!(loader.load_many(&[3, 1, 3]).await.unwrap(), vec![6, 2, 6]);
+    /// # });
+    /// ```
+    pub async fn load_many(
+        &self,
+        keys: &[F::Key],
+    ) -> std::result::Result<Vec<F::Value>, LoadError<F::Error>> {
+        let answers = self.lookup_all(keys).await;
+        let mut values = Vec::with_capacity(keys.len());
+        for (key, answer) in keys.iter().zip(answers) {
+            values.push(self.finish(key, answer).await?);
+        }
+        Ok(values)
+    }
+
+    /// Loads several keys like [`load_many`](Self::load_many), returning one
+    /// result per key in input order.
+    ///
+    /// ```
+    /// # use anybatch::{BatchFetcher, Fetcher, LoadError, Values};
+    /// struct EvenOnly;
+    ///
+    /// impl Fetcher for EvenOnly {
+    ///     type Key = u64;
+    ///     type Value = u64;
+    ///     type Error = std::convert::Infallible;
+    ///
+    ///     async fn fetch(&self, keys: &[u64], values: &mut Values<u64, u64>) -> Result<(), Self::Error> {
+    ///         values.extend(keys.iter().filter(|&&key| key % 2 == 0).map(|&key| (key, key)));
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// # smol::block_on(async {
+    /// let loader = BatchFetcher::builder(EvenOnly).build().unwrap();
+    /// let results = loader.load_each(&[2, 3]).await;
+    /// assert_eq!(results, vec![Ok(2), Err(LoadError::NotFound)]);
+    /// # });
+    /// ```
+    pub async fn load_each(&self, keys: &[F::Key]) -> Vec<Result<F>> {
+        let answers = self.lookup_all(keys).await;
+        let mut results = Vec::with_capacity(keys.len());
+        for (key, answer) in keys.iter().zip(answers) {
+            results.push(self.finish(key, answer).await);
+        }
+        results
+    }
+
+    /// Stores `value` for `key` unless the key is already known or being
+    /// fetched. Returns whether it was stored (never when caching is off).
+    ///
+    /// ```
+    /// # use anybatch::{BatchFetcher, Fetcher, Values};
+    /// # struct Doubles;
+    /// # impl Fetcher for Doubles {
+    /// #     type Key = u64; type Value = u64; type Error = std::convert::Infallible;
+    /// #     async fn fetch(&self, keys: &[u64], values: &mut Values<u64, u64>) -> Result<(), Self::Error> {
+    /// #         values.extend(keys.iter().map(|&key| (key, key * 2))); Ok(())
+    /// #     }
+    /// # }
+    /// # smol::block_on(async {
+    /// let loader = BatchFetcher::builder(Doubles).build().unwrap();
+    /// assert!(loader.prime(5, 500).await);
+    /// assert!(!loader.prime(5, 0).await); // never overwrites
+    /// assert_eq!(loader.load(5).await.unwrap(), 500);
+    /// # });
+    /// ```
+    pub async fn prime(&self, key: F::Key, value: F::Value) -> bool {
+        self.inner.map.prime(key, value).await
+    }
+
+    /// Forgets `key`, so the next load fetches it again. A fetch already
+    /// running for it still answers its current callers, but its value is not
+    /// stored and later loads do not join it.
+    ///
+    /// ```
+    /// # use anybatch::{BatchFetcher, Fetcher, Values};
+    /// # struct Doubles;
+    /// # impl Fetcher for Doubles {
+    /// #     type Key = u64; type Value = u64; type Error = std::convert::Infallible;
+    /// #     async fn fetch(&self, keys: &[u64], values: &mut Values<u64, u64>) -> Result<(), Self::Error> {
+    /// #         values.extend(keys.iter().map(|&key| (key, key * 2))); Ok(())
+    /// #     }
+    /// # }
+    /// # smol::block_on(async {
+    /// let loader = BatchFetcher::builder(Doubles).build().unwrap();
+    /// loader.prime(5, 500).await;
+    /// loader.clear(&5).await;
+    /// assert_eq!(loader.load(5).await.unwrap(), 10); // fetched again
+    /// # });
+    /// ```
+    pub async fn clear(&self, key: &F::Key) {
+        self.inner.map.clear(key).await
+    }
+
+    /// Forgets every key, as [`clear`](Self::clear) does for one.
+    ///
+    /// ```
+    /// # use anybatch::{BatchFetcher, Fetcher, Values};
+    /// # struct Doubles;
+    /// # impl Fetcher for Doubles {
+    /// #     type Key = u64; type Value = u64; type Error = std::convert::Infallible;
+    /// #     async fn fetch(&self, keys: &[u64], values: &mut Values<u64, u64>) -> Result<(), Self::Error> {
+    /// #         values.extend(keys.iter().map(|&key| (key, key * 2))); Ok(())
+    /// #     }
+    /// # }
+    /// # smol::block_on(async {
+    /// let loader = BatchFetcher::builder(Doubles).build().unwrap();
+    /// loader.prime(1, 100).await;
+    /// loader.clear_all().await;
+    /// assert_eq!(loader.load(1).await.unwrap(), 2);
+    /// # });
+    /// ```
+    pub async fn clear_all(&self) {
+        self.inner.map.clear_all().await
+    }
+
+    /// Stops taking new keys, fetches everything already queued, waits for
+    /// every fetch in flight, and returns. Afterwards, loads still answer from
+    /// the identity map; keys that would need a fetch get
+    /// [`LoadError::Closed`]. Closing twice is harmless.
+    ///
+    /// ```
+    /// # use anybatch::{BatchFetcher, Fetcher, LoadError, Values};
+    /// # struct Doubles;
+    /// # impl Fetcher for Doubles {
+    /// #     type Key = u64; type Value = u64; type Error = std::convert::Infallible;
+    /// #     async fn fetch(&self, keys: &[u64], values: &mut Values<u64, u64>) -> Result<(), Self::Error> {
+    /// #         values.extend(keys.iter().map(|&key| (key, key * 2))); Ok(())
+    /// #     }
+    /// # }
+    /// # smol::block_on(async {
+    /// let loader = BatchFetcher::builder(Doubles).build().unwrap();
+    /// assert_eq!(loader.load(1).await, Ok(2));
+    /// loader.close().await;
+    /// assert_eq!(loader.load(1).await, Ok(2)); // known: answered
+    /// assert_eq!(loader.load(2).await, Err(LoadError::Closed));
+    /// # });
+    /// ```
+    pub async fn close(&self) {
+        self.inner.queue.close().await
+    }
+
+    /// True once [`close`](Self::close) was called.
+    pub fn is_closed(&self) -> bool {
+        self.inner.queue.is_closed()
+    }
+
+    /// The label given to the builder, if any.
+    pub fn label(&self) -> Option<&str> {
+        self.inner.label.as_deref()
+    }
+
+    /// Answers every key from one read lock when it can, and queues the
+    /// unknown ones under one write lock.
+    async fn lookup_all(&self, keys: &[F::Key]) -> Vec<Answer<F>> {
+        let map = &self.inner.map;
+        let answers = map.try_lookup_all(keys);
+        if answers.iter().all(Option::is_some) {
+            return answers.into_iter().flatten().collect();
+        }
+        let mut writer = map.writer().await;
+        let answers = keys.iter().zip(answers);
+        answers
+            .map(|(key, known)| known.unwrap_or_else(|| self.lookup_or_queue(&mut writer, key)))
+            .collect()
+    }
+
+    /// With the write lock held: the key's answer, or a fetch queued for it.
+    fn lookup_or_queue(
+        &self,
+        writer: &mut Writer<'_, F::Key, F::Value, F::Error>,
+        key: &F::Key,
+    ) -> Answer<F> {
+        match writer.claim(key) {
+            Ok(known) => known,
+            Err(claim) => match self.inner.queue.push((key.clone(), claim.resolver)) {
+                Ok(()) => Known::Join(claim.promise),
+                Err(_closed) => {
+                    writer.forget(key, &claim.promise);
+                    Known::Done(Err(LoadError::Closed))
+                }
+            },
+        }
+    }
+
+    async fn finish(&self, key: &F::Key, answer: Answer<F>) -> Result<F> {
+        let promise = match answer {
+            Known::Done(outcome) => return outcome,
+            Known::Join(promise) => promise,
+        };
+        match promise.wait().await {
+            Some(outcome) => outcome,
+            None => {
+                // The batch was dropped unanswered (its executor shut down):
+                // drop the stale entry so a later load fetches again.
+                self.inner.map.writer().await.forget(key, &promise);
+                Err(LoadError::Closed)
+            }
+        }
+    }
+}
+
+impl<F: Fetcher> Clone for BatchFetcher<F> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<F: Fetcher> fmt::Debug for BatchFetcher<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BatchFetcher")
+            .field("label", &self.inner.label)
+            .field("closed", &self.is_closed())
+            .finish_non_exhaustive()
+    }
+}

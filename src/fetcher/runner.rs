@@ -1,0 +1,68 @@
+//! What one batch of a fetcher does: tag its keys, call the fetcher, and
+//! answer every key from what came back.
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use futures::FutureExt;
+
+use super::{Fetcher, Values};
+use crate::cache::{IdentityMap, Outcome};
+use crate::core::RunBatch;
+use crate::error::panic_message;
+use crate::promise::Resolver;
+use crate::LoadError;
+
+/// A key on its way to a batch, with the resolver of its callers' promise.
+pub(crate) type Ticket<F> = (
+    <F as Fetcher>::Key,
+    Resolver<Outcome<<F as Fetcher>::Value, <F as Fetcher>::Error>>,
+);
+
+pub(crate) type Map<F> =
+    IdentityMap<<F as Fetcher>::Key, <F as Fetcher>::Value, <F as Fetcher>::Error>;
+
+pub(crate) struct FetchRunner<F: Fetcher> {
+    pub(crate) fetcher: F,
+    pub(crate) map: Arc<Map<F>>,
+    /// Source of batch ids; 0 is reserved for "not dispatched".
+    pub(crate) batches: AtomicU64,
+}
+
+impl<F: Fetcher> RunBatch for FetchRunner<F> {
+    type Item = Ticket<F>;
+
+    fn run(self: Arc<Self>, batch: Vec<Ticket<F>>) -> impl Future<Output = ()> + Send + 'static {
+        async move {
+            let id = self.batches.fetch_add(1, Ordering::Relaxed) + 1;
+            let (keys, resolvers): (Vec<F::Key>, Vec<_>) = batch.into_iter().unzip();
+            self.map.start_batch(id, &resolvers).await;
+            let mut values = Values::with_capacity(keys.len());
+            // The fetcher's future is created inside the guarded block, so a
+            // panic while creating it is caught as well.
+            let fetched = AssertUnwindSafe(async { self.fetcher.fetch(&keys, &mut values).await })
+                .catch_unwind()
+                .await;
+            match fetched {
+                Ok(Ok(())) => {
+                    self.map
+                        .deliver(id, &keys, &resolvers, values.into_vec())
+                        .await
+                }
+                Ok(Err(error)) => {
+                    let error = LoadError::Fetch(Arc::new(error));
+                    self.map.fail(id, &keys, &resolvers, error).await
+                }
+                Err(panic) => {
+                    let error = LoadError::Panicked(panic_message(&*panic));
+                    self.map.fail(id, &keys, &resolvers, error).await
+                }
+            }
+            // Dropping the resolvers wakes every caller, now that the map's
+            // lock is released.
+            drop(resolvers);
+        }
+    }
+}

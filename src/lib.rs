@@ -1,0 +1,84 @@
+//! Runtime-agnostic request batching: many concurrent `load(key)` calls
+//! become one backend fetch, and what was fetched is remembered.
+//!
+//! ```
+//! use anybatch::{BatchFetcher, Fetcher, Values};
+//!
+//! /// Looks authors up by id, many at a time.
+//! struct Authors;
+//!
+//! impl Fetcher for Authors {
+//!     type Key = u32;
+//!     type Value = String;
+//!     type Error = std::io::Error;
+//!
+//!     async fn fetch(&self, ids: &[u32], values: &mut Values<u32, String>) -> Result<(), Self::Error> {
+//!         // One `SELECT id, name FROM authors WHERE id IN (...)` would go here.
+//!         for &id in ids {
+//!             values.insert(id, format!("author {id}"));
+//!         }
+//!         Ok(())
+//!     }
+//! }
+//!
+//! # smol::block_on(async {
+//! let authors = BatchFetcher::builder(Authors).build().unwrap();
+//!
+//! // Three posts, three concurrent loads: one fetch of [7, 9].
+//! let post_authors = [7, 9, 7];
+//! let names = futures::future::join_all(post_authors.map(|id| authors.load(id))).await;
+//! assert_eq!(names[2].as_deref(), Ok("author 7"));
+//!
+//! // Known now: answered from the identity map, no fetch.
+//! assert_eq!(authors.load(9).await.unwrap(), "author 9");
+//! # });
+//! ```
+//!
+//! # How a load is answered
+//! 1. From the identity map, under a read lock taken without waiting.
+//! 2. By joining the fetch already queued or running for the same key.
+//! 3. Otherwise the key is queued; a collector task forms batches of at most
+//!    `max_batch_size` keys, each dispatched when full or `max_delay` after its
+//!    first key, with at most `max_in_flight` fetches running at once.
+//!
+//! Errors are typed ([`LoadError`]); a failed or panicking fetch fails only
+//! its batch and is not remembered; a dropped `load` future never cancels a
+//! fetch that others wait on.
+//!
+//! # Runtimes
+//! anybatch needs no particular runtime: the collector and the fetches are
+//! started through a [`Spawner`]. Timers come from `futures-timer` and queues
+//! from `async-channel`.
+//!
+//! # Features
+//! - `smol` (default): [`SmolSpawner`], the default spawner on native targets.
+//! - `tokio`: [`TokioSpawner`].
+//! - `async-std`: [`AsyncStdSpawner`] (async-std is deprecated upstream,
+//!   RUSTSEC-2025-0052).
+//!
+//! With no runtime feature, pass any spawner, for example a closure, to the
+//! builder's `spawner`; building without one is a [`BuildError::NoSpawner`].
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![warn(missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![doc(test(attr(deny(warnings))))]
+
+mod cache;
+mod core;
+mod error;
+mod fetcher;
+mod promise;
+mod spawn;
+
+pub use error::{BuildError, LoadError, SpawnerError};
+pub use fetcher::{BatchFetcher, Fetcher, FetcherBuilder, Values};
+pub use spawn::{BoxFuture, Spawner};
+
+#[cfg(feature = "async-std")]
+pub use spawn::AsyncStdSpawner;
+#[cfg(all(feature = "smol", not(target_arch = "wasm32")))]
+pub use spawn::SmolSpawner;
+#[cfg(feature = "tokio")]
+pub use spawn::TokioSpawner;

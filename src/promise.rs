@@ -1,0 +1,189 @@
+//! A write-once result that many callers await: one batch answers, every
+//! caller that joined the key reads the answer.
+//!
+//! The [`Resolver`] is the single writing side and travels with the key into a
+//! batch. Dropping it unanswered (a batch task dropped by a shutting-down
+//! executor, a queue torn down) answers "abandoned", so no waiter can hang.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::task::{Context, Poll, Waker};
+
+struct Shared<T> {
+    /// `None` once set means the resolver was dropped unanswered.
+    answer: OnceLock<Option<T>>,
+    wakers: Mutex<Vec<Waker>>,
+    /// Which batch carries this key (0: none yet); lets a batch recognise its
+    /// own entries in the identity map.
+    batch: AtomicU64,
+}
+
+/// The reading side; cheap to clone.
+pub(crate) struct Promise<T> {
+    shared: Arc<Shared<T>>,
+}
+
+/// The writing side; exactly one exists per promise.
+pub(crate) struct Resolver<T> {
+    shared: Arc<Shared<T>>,
+}
+
+pub(crate) fn promise<T>() -> (Resolver<T>, Promise<T>) {
+    let shared = Arc::new(Shared {
+        answer: OnceLock::new(),
+        wakers: Mutex::new(Vec::new()),
+        batch: AtomicU64::new(0),
+    });
+    let promise = Promise {
+        shared: shared.clone(),
+    };
+    (Resolver { shared }, promise)
+}
+
+impl<T> Clone for Promise<T> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<T> Promise<T> {
+    /// Waits for the answer; `None` when the resolver was dropped unanswered.
+    pub(crate) fn wait(&self) -> Wait<T> {
+        Wait {
+            promise: self.clone(),
+            slot: None,
+        }
+    }
+
+    /// True once answered or abandoned.
+    pub(crate) fn is_settled(&self) -> bool {
+        self.shared.answer.get().is_some()
+    }
+
+    pub(crate) fn batch(&self) -> u64 {
+        self.shared.batch.load(Ordering::Relaxed)
+    }
+
+    /// Answers through the reading side. The first answer wins; waiters are
+    /// woken when the [`Resolver`] is dropped, so a batch can answer many keys
+    /// under a lock and wake them all after releasing it.
+    pub(crate) fn answer(&self, value: T) {
+        let _ = self.shared.answer.set(Some(value));
+    }
+
+    pub(crate) fn same_as(&self, other: &Promise<T>) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
+    }
+}
+
+impl<T> Resolver<T> {
+    /// Marks the promise as carried by batch `id` (non-zero).
+    pub(crate) fn assign_batch(&self, id: u64) {
+        self.shared.batch.store(id, Ordering::Relaxed);
+    }
+
+    pub(crate) fn is_settled(&self) -> bool {
+        self.shared.answer.get().is_some()
+    }
+
+    pub(crate) fn answer(&self, value: T) {
+        let _ = self.shared.answer.set(Some(value));
+    }
+}
+
+impl<T> Drop for Resolver<T> {
+    fn drop(&mut self) {
+        let _ = self.shared.answer.set(None);
+        let wakers = std::mem::take(
+            &mut *self
+                .shared
+                .wakers
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        wakers.into_iter().for_each(Waker::wake);
+    }
+}
+
+/// Future returned by [`Promise::wait`].
+pub(crate) struct Wait<T> {
+    promise: Promise<T>,
+    /// This waiter's index in the waker list once registered.
+    slot: Option<usize>,
+}
+
+impl<T: Clone> Future for Wait<T> {
+    type Output = Option<T>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        let this = self.get_mut();
+        let shared = &this.promise.shared;
+        // Lock-free once answered: late joiners never touch the mutex.
+        if let Some(answer) = shared.answer.get() {
+            return Poll::Ready(answer.clone());
+        }
+        let mut wakers = shared.wakers.lock().unwrap_or_else(PoisonError::into_inner);
+        // Re-check under the lock: the resolver takes the wakers under it
+        // after setting the answer, so either we see the answer or it sees us.
+        if let Some(answer) = shared.answer.get() {
+            drop(wakers);
+            return Poll::Ready(answer.clone());
+        }
+        match this.slot {
+            Some(index) if !wakers[index].will_wake(cx.waker()) => {
+                wakers[index] = cx.waker().clone();
+            }
+            Some(_) => {}
+            None => {
+                this.slot = Some(wakers.len());
+                wakers.push(cx.waker().clone());
+            }
+        }
+        Poll::Pending
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::FutureExt;
+
+    #[test]
+    fn answer_reaches_every_waiter() {
+        let (resolver, promise) = promise::<u32>();
+        let mut first = promise.wait();
+        let mut second = promise.wait();
+        assert!(first.poll_unpin(&mut noop_context()).is_pending());
+        resolver.answer(5);
+        drop(resolver);
+        assert_eq!(futures::executor::block_on(&mut first), Some(5));
+        assert_eq!(futures::executor::block_on(&mut second), Some(5));
+        assert_eq!(futures::executor::block_on(promise.wait()), Some(5));
+    }
+
+    #[test]
+    fn dropped_resolver_abandons() {
+        let (resolver, promise) = promise::<u32>();
+        let waiter = promise.wait();
+        drop(resolver);
+        assert!(promise.is_settled());
+        assert_eq!(futures::executor::block_on(waiter), None);
+    }
+
+    #[test]
+    fn first_answer_wins() {
+        let (resolver, promise) = promise::<u32>();
+        promise.answer(1);
+        resolver.answer(2);
+        drop(resolver);
+        assert_eq!(futures::executor::block_on(promise.wait()), Some(1));
+    }
+
+    fn noop_context() -> Context<'static> {
+        Context::from_waker(futures::task::noop_waker_ref())
+    }
+}

@@ -1,0 +1,75 @@
+//! The seam between anybatch and whatever executor the application runs.
+//!
+//! A loader starts two kinds of detached work: one collector task that forms
+//! batches, and one task per batch fetch. Both go through [`Spawner`], so the
+//! crate itself never names a runtime.
+
+#[cfg(feature = "async-std")]
+mod async_std;
+#[cfg(all(feature = "smol", not(target_arch = "wasm32")))]
+mod smol;
+#[cfg(feature = "tokio")]
+mod tokio;
+
+#[cfg(feature = "async-std")]
+#[cfg_attr(docsrs, doc(cfg(feature = "async-std")))]
+pub use self::async_std::AsyncStdSpawner;
+#[cfg(all(feature = "smol", not(target_arch = "wasm32")))]
+#[cfg_attr(docsrs, doc(cfg(feature = "smol")))]
+pub use self::smol::SmolSpawner;
+#[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+pub use self::tokio::TokioSpawner;
+
+use std::sync::Arc;
+
+/// A boxed, `Send`, `'static` future producing `()`: the unit of work a
+/// [`Spawner`] starts.
+pub type BoxFuture = futures::future::BoxFuture<'static, ()>;
+
+/// Starts a future detached on some executor.
+///
+/// The future must be driven to completion (or dropped, if the executor shuts
+/// down: every caller waiting on dropped work is answered with
+/// [`LoadError::Closed`](crate::LoadError::Closed), never left hanging).
+///
+/// Any `Fn(BoxFuture)` closure is a spawner, so an executor anybatch does not
+/// know takes one line:
+///
+/// ```
+/// use anybatch::{BoxFuture, Spawner};
+/// use futures::executor::ThreadPool;
+///
+/// let pool = ThreadPool::new().unwrap();
+/// let spawner = move |task: BoxFuture| pool.spawn_ok(task);
+///
+/// let (tx, rx) = futures::channel::oneshot::channel();
+/// spawner.spawn(Box::pin(async move { tx.send(42).unwrap() }));
+/// assert_eq!(futures::executor::block_on(rx), Ok(42));
+/// ```
+pub trait Spawner: Send + Sync + 'static {
+    /// Starts `future` and returns at once without waiting for it.
+    fn spawn(&self, future: BoxFuture);
+}
+
+impl<F> Spawner for F
+where
+    F: Fn(BoxFuture) + Send + Sync + 'static,
+{
+    fn spawn(&self, future: BoxFuture) {
+        self(future)
+    }
+}
+
+/// The spawner a loader uses when the builder was given none: smol's global
+/// executor when the `smol` feature is on (native targets), otherwise none.
+pub(crate) fn default_spawner() -> Option<Arc<dyn Spawner>> {
+    #[cfg(all(feature = "smol", not(target_arch = "wasm32")))]
+    {
+        Some(Arc::new(SmolSpawner::global()))
+    }
+    #[cfg(not(all(feature = "smol", not(target_arch = "wasm32"))))]
+    {
+        None
+    }
+}
