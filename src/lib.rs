@@ -78,6 +78,11 @@ pub use spawn::{BoxFuture, Spawner};
 
 #[cfg(feature = "async-std")]
 pub use spawn::AsyncStdSpawner;
+
+/// The README's code blocks run as doctests.
+#[cfg(all(doctest, feature = "smol"))]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
 #[cfg(all(feature = "smol", not(target_arch = "wasm32")))]
 pub use spawn::SmolSpawner;
 #[cfg(feature = "tokio")]

@@ -2,12 +2,14 @@
 //! delay, and starts each one within the in-flight limit.
 
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::pin;
 use std::sync::Arc;
 
 use async_channel::{Receiver, Sender, TryRecvError};
 use async_lock::Semaphore;
 use futures::future::{select, Either};
+use futures::FutureExt;
 use futures_timer::Delay;
 
 use super::BatchLimits;
@@ -79,7 +81,9 @@ async fn collect<R: RunBatch>(
         let run = runner.clone().run(batch);
         let alive = alive.clone();
         spawner.spawn(Box::pin(async move {
-            run.await;
+            // A panic the layer did not catch (a value's `Clone`, say) stays
+            // in this task; the items it dropped answer their callers.
+            let _ = AssertUnwindSafe(run).catch_unwind().await;
             drop((permit, alive));
         }));
     }
@@ -115,5 +119,173 @@ fn fill<T>(batch: &mut Vec<T>, queued: &Receiver<T>, cap: usize) {
             Ok(item) => batch.push(item),
             Err(TryRecvError::Empty | TryRecvError::Closed) => break,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The collector driven step by step on a single-threaded pool, so every
+    //! batching decision is observed deterministically.
+
+    use std::sync::{mpsc, Mutex};
+    use std::time::Duration;
+
+    use futures::executor::LocalPool;
+    use futures::task::LocalSpawnExt;
+
+    use super::*;
+    use crate::spawn::BoxFuture;
+
+    /// Records every batch; each waits for one release before finishing.
+    struct Recorder {
+        batches: Mutex<Vec<Vec<u32>>>,
+        release: Receiver<()>,
+    }
+
+    impl RunBatch for Recorder {
+        type Item = u32;
+
+        fn run(self: Arc<Self>, batch: Vec<u32>) -> impl Future<Output = ()> + Send + 'static {
+            self.batches.lock().unwrap().push(batch);
+            async move {
+                let _ = self.release.recv().await;
+            }
+        }
+    }
+
+    struct Harness {
+        pool: LocalPool,
+        spawned: mpsc::Receiver<BoxFuture>,
+        recorder: Arc<Recorder>,
+        release: Sender<()>,
+        queue: Queue<u32>,
+    }
+
+    impl Harness {
+        fn new(max_batch_size: usize, max_in_flight: usize) -> Self {
+            let (to_pool, spawned) = mpsc::channel::<BoxFuture>();
+            let spawner = move |task: BoxFuture| to_pool.send(task).unwrap();
+            let (release, released) = async_channel::unbounded();
+            let recorder = Arc::new(Recorder {
+                batches: Mutex::default(),
+                release: released,
+            });
+            let limits = BatchLimits {
+                max_batch_size,
+                max_delay: Duration::ZERO,
+                max_in_flight,
+            };
+            let queue = start(recorder.clone(), limits, Arc::new(spawner));
+            Self {
+                pool: LocalPool::new(),
+                spawned,
+                recorder,
+                release,
+                queue,
+            }
+        }
+
+        /// Runs every task, including newly spawned ones, until all wait.
+        fn settle(&mut self) {
+            loop {
+                let mut spawned_any = false;
+                while let Ok(task) = self.spawned.try_recv() {
+                    self.pool.spawner().spawn_local(task).unwrap();
+                    spawned_any = true;
+                }
+                self.pool.run_until_stalled();
+                if !spawned_any {
+                    break;
+                }
+            }
+        }
+
+        fn push(&self, items: impl IntoIterator<Item = u32>) {
+            for item in items {
+                self.queue.push(item).unwrap();
+            }
+        }
+
+        fn sizes(&self) -> Vec<usize> {
+            self.recorder
+                .batches
+                .lock()
+                .unwrap()
+                .iter()
+                .map(Vec::len)
+                .collect()
+        }
+
+        fn finish_one(&mut self) {
+            self.release.try_send(()).unwrap();
+            self.settle();
+        }
+    }
+
+    #[test]
+    fn hard_cap_splits_a_burst() {
+        let mut harness = Harness::new(100, 10);
+        harness.push(0..250);
+        harness.settle();
+        assert_eq!(harness.sizes(), [100, 100, 50]);
+        let all: Vec<u32> = harness.recorder.batches.lock().unwrap().concat();
+        assert_eq!(all, (0..250).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn zero_delay_dispatches_a_lone_item() {
+        let mut harness = Harness::new(100, 10);
+        harness.push([7]);
+        harness.settle();
+        assert_eq!(harness.sizes(), [1]);
+    }
+
+    #[test]
+    fn in_flight_limit_holds_batches_and_they_keep_filling() {
+        let mut harness = Harness::new(10, 2);
+        harness.push(0..20);
+        harness.settle();
+        assert_eq!(harness.sizes(), [10, 10]);
+        // Both slots busy: a lone item waits, and later items join its batch.
+        harness.push([100]);
+        harness.settle();
+        harness.push(101..105);
+        harness.settle();
+        assert_eq!(harness.sizes(), [10, 10]);
+        harness.finish_one();
+        assert_eq!(harness.sizes(), [10, 10, 5]);
+    }
+
+    #[test]
+    fn close_waits_for_every_batch_then_finishes() {
+        let mut harness = Harness::new(10, 1);
+        harness.push(0..15);
+        let queue = std::mem::replace(&mut harness.queue, start_idle());
+        let mut close = Box::pin(async move { queue.close().await });
+        let mut context = std::task::Context::from_waker(futures::task::noop_waker_ref());
+        assert!(close.as_mut().poll(&mut context).is_pending());
+        harness.settle();
+        assert_eq!(harness.sizes(), [10]);
+        harness.finish_one();
+        assert_eq!(harness.sizes(), [10, 5]);
+        assert!(close.as_mut().poll(&mut context).is_pending());
+        harness.finish_one();
+        assert!(close.as_mut().poll(&mut context).is_ready());
+    }
+
+    #[test]
+    fn dropping_the_queue_dispatches_what_is_left() {
+        let mut harness = Harness::new(10, 10);
+        harness.push(0..3);
+        drop(std::mem::replace(&mut harness.queue, start_idle()));
+        harness.settle();
+        assert_eq!(harness.sizes(), [3]);
+    }
+
+    /// A queue whose collector never runs, to stand in for a moved one.
+    fn start_idle() -> Queue<u32> {
+        let (items, _) = async_channel::unbounded();
+        let (_, finished) = async_channel::bounded(1);
+        Queue { items, finished }
     }
 }

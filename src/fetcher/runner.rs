@@ -1,7 +1,6 @@
 //! What one batch of a fetcher does: tag its keys, call the fetcher, and
 //! answer every key from what came back.
 
-use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -34,35 +33,33 @@ pub(crate) struct FetchRunner<F: Fetcher> {
 impl<F: Fetcher> RunBatch for FetchRunner<F> {
     type Item = Ticket<F>;
 
-    fn run(self: Arc<Self>, batch: Vec<Ticket<F>>) -> impl Future<Output = ()> + Send + 'static {
-        async move {
-            let id = self.batches.fetch_add(1, Ordering::Relaxed) + 1;
-            let (keys, resolvers): (Vec<F::Key>, Vec<_>) = batch.into_iter().unzip();
-            self.map.start_batch(id, &resolvers).await;
-            let mut values = Values::with_capacity(keys.len());
-            // The fetcher's future is created inside the guarded block, so a
-            // panic while creating it is caught as well.
-            let fetched = AssertUnwindSafe(async { self.fetcher.fetch(&keys, &mut values).await })
-                .catch_unwind()
-                .await;
-            match fetched {
-                Ok(Ok(())) => {
-                    self.map
-                        .deliver(id, &keys, &resolvers, values.into_vec())
-                        .await
-                }
-                Ok(Err(error)) => {
-                    let error = LoadError::Fetch(Arc::new(error));
-                    self.map.fail(id, &keys, &resolvers, error).await
-                }
-                Err(panic) => {
-                    let error = LoadError::Panicked(panic_message(&*panic));
-                    self.map.fail(id, &keys, &resolvers, error).await
-                }
+    async fn run(self: Arc<Self>, batch: Vec<Ticket<F>>) {
+        let id = self.batches.fetch_add(1, Ordering::Relaxed) + 1;
+        let (keys, resolvers): (Vec<F::Key>, Vec<_>) = batch.into_iter().unzip();
+        self.map.start_batch(id, &resolvers).await;
+        let mut values = Values::with_capacity(keys.len());
+        // The fetcher's future is created inside the guarded block, so a
+        // panic while creating it is caught as well.
+        let fetched = AssertUnwindSafe(async { self.fetcher.fetch(&keys, &mut values).await })
+            .catch_unwind()
+            .await;
+        match fetched {
+            Ok(Ok(())) => {
+                self.map
+                    .deliver(id, &keys, &resolvers, values.into_vec())
+                    .await
             }
-            // Dropping the resolvers wakes every caller, now that the map's
-            // lock is released.
-            drop(resolvers);
+            Ok(Err(error)) => {
+                let error = LoadError::Fetch(Arc::new(error));
+                self.map.fail(id, &keys, &resolvers, error).await
+            }
+            Err(panic) => {
+                let error = LoadError::Panicked(panic_message(&*panic));
+                self.map.fail(id, &keys, &resolvers, error).await
+            }
         }
+        // Dropping the resolvers wakes every caller, now that the map's
+        // lock is released.
+        drop(resolvers);
     }
 }
