@@ -95,3 +95,49 @@ impl fmt::Debug for Settings {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rejected(settings: Settings) -> &'static str {
+        match settings.validate() {
+            Err(BuildError::InvalidSetting { setting, .. }) => setting,
+            other => panic!(
+                "expected an invalid setting, got {:?}",
+                other.map(|(limits, _)| limits)
+            ),
+        }
+    }
+
+    #[test]
+    fn out_of_range_settings_are_named() {
+        let base = Settings {
+            spawner: Some(Arc::new(|_| {})),
+            ..Settings::default()
+        };
+        let zero_batch = Settings {
+            max_batch_size: 0,
+            ..base.clone()
+        };
+        let zero_in_flight = Settings {
+            max_in_flight: 0,
+            ..base.clone()
+        };
+        let long_delay = Settings {
+            max_delay: MAX_DELAY_LIMIT + Duration::from_nanos(1),
+            ..base.clone()
+        };
+        assert_eq!(rejected(zero_batch), "max_batch_size");
+        assert_eq!(rejected(zero_in_flight), "max_in_flight");
+        assert_eq!(rejected(long_delay), "max_delay");
+        assert!(base.validate().is_ok());
+    }
+
+    #[cfg(not(all(feature = "smol", not(target_arch = "wasm32"))))]
+    #[test]
+    fn no_spawner_is_a_typed_error() {
+        let error = Settings::default().validate().map(|_| ()).unwrap_err();
+        assert_eq!(error, BuildError::NoSpawner);
+    }
+}
