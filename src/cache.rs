@@ -136,13 +136,15 @@ where
     /// keys get their value, the rest `NotFound`. Entries still belonging to
     /// this batch are stored (or dropped when caching is off). Waiters wake
     /// when the caller drops the resolvers, after the lock is released.
+    /// Returns how many keys were not found.
     pub(crate) async fn deliver(
         &self,
         batch: u64,
         keys: &[K],
         resolvers: &[Resolver<Outcome<V, E>>],
         values: Vec<(K, V)>,
-    ) {
+    ) -> u64 {
+        let mut missing = 0;
         let mut slots = self.write().await;
         // Values whose entry is not this batch's: a key cleared while in
         // flight (its callers still get the value), or one never asked for.
@@ -183,7 +185,9 @@ where
                 }
             }
             resolver.answer(Err(LoadError::NotFound));
+            missing += 1;
         }
+        missing
     }
 
     /// Answers every key of batch `batch` with `error`, storing nothing: the

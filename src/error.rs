@@ -87,3 +87,80 @@ pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> Arc<str> {
         Arc::from("non-string panic payload")
     }
 }
+
+/// Why an executed value did not produce an output.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecuteError<E> {
+    /// The batch holding this value failed; every value of that batch gets
+    /// the same error. The value is not retried.
+    #[error("batch execution failed")]
+    Execute(#[source] Arc<E>),
+    /// The executor returned a different number of outputs than it was given
+    /// values, so none can be matched to its caller.
+    #[error("executor returned {got} results for a batch of {expected} values")]
+    ResultCount {
+        /// Values in the batch.
+        expected: usize,
+        /// Outputs returned.
+        got: usize,
+    },
+    /// The executor panicked while running this value's batch.
+    #[error("executor panicked: {0}")]
+    Panicked(Arc<str>),
+    /// The executor was closed or shut down before running this value.
+    #[error("executor is closed")]
+    Closed,
+}
+
+impl<E> Clone for ExecuteError<E> {
+    fn clone(&self) -> Self {
+        match self {
+            Self::Execute(error) => Self::Execute(error.clone()),
+            Self::ResultCount { expected, got } => Self::ResultCount {
+                expected: *expected,
+                got: *got,
+            },
+            Self::Panicked(message) => Self::Panicked(message.clone()),
+            Self::Closed => Self::Closed,
+        }
+    }
+}
+
+impl<E> PartialEq for ExecuteError<E> {
+    /// Two execution errors are equal when they are the same shared error.
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Execute(a), Self::Execute(b)) => Arc::ptr_eq(a, b),
+            (
+                Self::ResultCount { expected, got },
+                Self::ResultCount {
+                    expected: other_expected,
+                    got: other_got,
+                },
+            ) => expected == other_expected && got == other_got,
+            (Self::Panicked(a), Self::Panicked(b)) => a == b,
+            (Self::Closed, Self::Closed) => true,
+            _ => false,
+        }
+    }
+}
+
+/// Why `submit` did not queue a value; the value comes back.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SubmitError<V> {
+    /// The queue holds `max_queued` values already (`try_submit` only).
+    #[error("executor queue is full")]
+    Full(V),
+    /// The executor was closed.
+    #[error("executor is closed")]
+    Closed(V),
+}
+
+impl<V> SubmitError<V> {
+    /// The value that was not queued.
+    pub fn into_value(self) -> V {
+        match self {
+            Self::Full(value) | Self::Closed(value) => value,
+        }
+    }
+}

@@ -55,6 +55,8 @@
 //! - `tokio`: [`TokioSpawner`].
 //! - `async-std`: [`AsyncStdSpawner`] (async-std is deprecated upstream,
 //!   RUSTSEC-2025-0052).
+//! - `tracing`: one `anybatch.batch` span per batch, with the loader's label,
+//!   the batch size and its outcome.
 //!
 //! With no runtime feature, pass any spawner, for example a closure, to the
 //! builder's `spawner`; building without one is a [`BuildError::NoSpawner`].
@@ -66,15 +68,21 @@
 #![doc(test(attr(deny(warnings))))]
 
 mod cache;
+mod clock;
 mod core;
 mod error;
+mod executor;
 mod fetcher;
 mod promise;
 mod spawn;
+mod stats;
+mod trace;
 
-pub use error::{BuildError, LoadError, SpawnerError};
+pub use error::{BuildError, ExecuteError, LoadError, SpawnerError, SubmitError};
+pub use executor::{BatchExecutor, BatchFailure, Executor, ExecutorBuilder};
 pub use fetcher::{BatchFetcher, Fetcher, FetcherBuilder, Values};
 pub use spawn::{BoxFuture, Spawner};
+pub use stats::Stats;
 
 #[cfg(feature = "async-std")]
 pub use spawn::AsyncStdSpawner;

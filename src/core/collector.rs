@@ -4,9 +4,10 @@
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::pin;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
-use async_channel::{Receiver, Sender, TryRecvError};
+use async_channel::{Receiver, Sender, TryRecvError, TrySendError};
 use async_lock::Semaphore;
 use futures::future::{select, Either};
 use futures::FutureExt;
@@ -14,6 +15,8 @@ use futures_timer::Delay;
 
 use super::BatchLimits;
 use crate::spawn::Spawner;
+use crate::stats::Counters;
+use crate::trace;
 
 /// What a batch does; implemented by the fetcher and executor layers.
 ///
@@ -25,19 +28,41 @@ pub(crate) trait RunBatch: Send + Sync + 'static {
     fn run(self: Arc<Self>, batch: Vec<Self::Item>) -> impl Future<Output = ()> + Send + 'static;
 }
 
-/// The handle side of the core: push items, close, wait for the drain.
+/// Why an item was not queued; the item comes back.
+#[derive(Debug)]
+pub(crate) enum Refused<T> {
+    Full(T),
+    Closed(T),
+}
+
+/// The handle side of the core: push items, close, wait for the drain, or
+/// stop at once.
 pub(crate) struct Queue<T> {
     items: Sender<T>,
-    /// Never receives: it reports "closed" once the collector and every batch
+    /// Closed by a forced shutdown, after `items`: wakes the collector.
+    stop: Sender<()>,
+    forced: Arc<Forced<T>>,
+    /// Never receives: reports "closed" once the collector has exited.
+    collector_done: Receiver<()>,
+    /// Never receives: reports "closed" once the collector and every batch
     /// task it started have dropped their senders, i.e. all work is done.
     finished: Receiver<()>,
 }
 
 impl<T> Queue<T> {
-    /// Queues `item`, or hands it back when the loader is closed.
-    pub(crate) fn push(&self, item: T) -> Result<(), T> {
+    /// Queues `item` if there is room, or hands it back.
+    pub(crate) fn push(&self, item: T) -> Result<(), Refused<T>> {
+        self.items.try_send(item).map_err(|error| match error {
+            TrySendError::Full(item) => Refused::Full(item),
+            TrySendError::Closed(item) => Refused::Closed(item),
+        })
+    }
+
+    /// Queues `item`, waiting for room; hands it back if the queue closes.
+    pub(crate) async fn push_waiting(&self, item: T) -> Result<(), T> {
         self.items
-            .try_send(item)
+            .send(item)
+            .await
             .map_err(|error| error.into_inner())
     }
 
@@ -48,9 +73,29 @@ impl<T> Queue<T> {
         let _ = self.finished.recv().await;
     }
 
+    /// Stops taking items and stops the collector at once. Returns what was
+    /// queued and not yet dispatched; batches already running finish on
+    /// their own.
+    pub(crate) async fn shutdown_now(&self) -> Vec<T> {
+        // Flag first, so a collector woken by the closing queue sees it.
+        self.forced.requested.store(true, Ordering::SeqCst);
+        self.items.close();
+        self.stop.close();
+        let _ = self.collector_done.recv().await;
+        let handed_back = &self.forced.handed_back;
+        std::mem::take(&mut *handed_back.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
     pub(crate) fn is_closed(&self) -> bool {
         self.items.is_closed()
     }
+}
+
+/// A forced shutdown's state, shared by the handle and the collector.
+struct Forced<T> {
+    requested: AtomicBool,
+    /// Items the collector held or found queued when it stopped.
+    handed_back: Mutex<Vec<T>>,
 }
 
 /// Starts the collector for `runner` on `spawner`.
@@ -58,56 +103,138 @@ pub(crate) fn start<R: RunBatch>(
     runner: Arc<R>,
     limits: BatchLimits,
     spawner: Arc<dyn Spawner>,
+    counters: Arc<Counters>,
+    label: Option<Arc<str>>,
 ) -> Queue<R::Item> {
-    let (items, queued) = async_channel::unbounded();
+    let (items, queued) = match limits.max_queued {
+        Some(capacity) => async_channel::bounded(capacity),
+        None => async_channel::unbounded(),
+    };
+    let (stop, stopped) = async_channel::bounded(1);
+    let (collector_alive, collector_done) = async_channel::bounded(1);
     let (alive, finished) = async_channel::bounded(1);
-    let collector = collect(runner, queued, limits, spawner.clone(), alive);
-    spawner.spawn(Box::pin(collector));
-    Queue { items, finished }
+    let forced = Arc::new(Forced {
+        requested: AtomicBool::new(false),
+        handed_back: Mutex::new(Vec::new()),
+    });
+    let collector = Collector {
+        runner,
+        queued,
+        limits,
+        spawner: spawner.clone(),
+        counters,
+        label,
+        // Kept so that only an explicit stop closes the channel, not the
+        // last handle going away (which drains gracefully instead).
+        stop_keeper: stop.clone(),
+        stopped,
+        forced: forced.clone(),
+        alive,
+        _collector_alive: collector_alive,
+    };
+    spawner.spawn(Box::pin(collector.run()));
+    Queue {
+        items,
+        stop,
+        forced,
+        collector_done,
+        finished,
+    }
 }
 
-async fn collect<R: RunBatch>(
+struct Collector<R: RunBatch> {
     runner: Arc<R>,
     queued: Receiver<R::Item>,
     limits: BatchLimits,
     spawner: Arc<dyn Spawner>,
+    counters: Arc<Counters>,
+    label: Option<Arc<str>>,
+    stop_keeper: Sender<()>,
+    stopped: Receiver<()>,
+    forced: Arc<Forced<R::Item>>,
     alive: Sender<()>,
-) {
-    let in_flight = Arc::new(Semaphore::new(limits.max_in_flight));
-    while let Some(mut batch) = next_batch(&queued, &limits).await {
-        let permit = in_flight.acquire_arc().await;
-        // Keys that queued while every slot was busy join this batch.
-        fill(&mut batch, &queued, limits.max_batch_size);
-        let run = runner.clone().run(batch);
-        let alive = alive.clone();
-        spawner.spawn(Box::pin(async move {
-            // A panic the layer did not catch (a value's `Clone`, say) stays
-            // in this task; the items it dropped answer their callers.
-            let _ = AssertUnwindSafe(run).catch_unwind().await;
-            drop((permit, alive));
-        }));
-    }
+    _collector_alive: Sender<()>,
 }
 
-/// Waits for a first item, then gathers until the batch is full, the delay
-/// since that first item has passed, or the queue is closed and empty.
-/// `None` once the queue is closed and drained.
-async fn next_batch<T>(queued: &Receiver<T>, limits: &BatchLimits) -> Option<Vec<T>> {
-    let first = queued.recv().await.ok()?;
-    let mut batch = Vec::with_capacity(limits.max_batch_size.min(1024));
-    batch.push(first);
-    // Started once, at the first item: later items never push it back.
-    let mut deadline: Option<Delay> = None;
-    loop {
-        fill(&mut batch, queued, limits.max_batch_size);
-        if batch.len() >= limits.max_batch_size || limits.max_delay.is_zero() {
-            return Some(batch);
+impl<R: RunBatch> Collector<R> {
+    async fn run(self) {
+        let in_flight = Arc::new(Semaphore::new(self.limits.max_in_flight));
+        let mut batch = Vec::new();
+        loop {
+            // The batch lives out here, so a stop mid-gathering loses nothing.
+            let gathered =
+                match select(pin!(self.gather(&mut batch)), pin!(self.stopped.recv())).await {
+                    Either::Left((more, _)) => Some(more),
+                    Either::Right(_) => None,
+                };
+            match gathered {
+                Some(true) if !self.is_forced() => {}
+                Some(false) => return, // closed and drained
+                Some(true) | None => return self.hand_back(batch).await,
+            }
+            let permit =
+                match select(pin!(in_flight.acquire_arc()), pin!(self.stopped.recv())).await {
+                    Either::Left((permit, _)) if !self.is_forced() => permit,
+                    _ => return self.hand_back(batch).await,
+                };
+            // Items that queued while every slot was busy join this batch.
+            fill(&mut batch, &self.queued, self.limits.max_batch_size);
+            self.counters.record_batch(batch.len());
+            let size = batch.len();
+            let run = self.runner.clone().run(std::mem::take(&mut batch));
+            let run = trace::instrument(run, self.label.as_deref(), size);
+            let alive = self.alive.clone();
+            self.spawner.spawn(Box::pin(async move {
+                // A panic the layer did not catch (a value's `Clone`, say)
+                // stays in this task; the items it dropped answer their callers.
+                let _ = AssertUnwindSafe(run).catch_unwind().await;
+                drop((permit, alive));
+            }));
         }
-        let timer = deadline.get_or_insert_with(|| Delay::new(limits.max_delay));
-        match select(pin!(queued.recv()), timer).await {
-            Either::Left((Ok(item), _)) => batch.push(item),
-            // Closed and empty, or the delay is up: dispatch what we hold.
-            Either::Left((Err(_), _)) | Either::Right(_) => return Some(batch),
+    }
+
+    /// Waits for a first item (unless the batch already holds some), then
+    /// gathers until the batch is full, the delay since that first item has
+    /// passed, or the queue is closed and empty. `false` once the queue is
+    /// closed and drained with nothing gathered.
+    async fn gather(&self, batch: &mut Vec<R::Item>) -> bool {
+        if batch.is_empty() {
+            match self.queued.recv().await {
+                Ok(item) => batch.push(item),
+                Err(_) => return false,
+            }
+        }
+        // Started once, at the first item: later items never push it back.
+        let mut deadline: Option<Delay> = None;
+        loop {
+            fill(batch, &self.queued, self.limits.max_batch_size);
+            if batch.len() >= self.limits.max_batch_size || self.limits.max_delay.is_zero() {
+                return true;
+            }
+            let timer = deadline.get_or_insert_with(|| Delay::new(self.limits.max_delay));
+            match select(pin!(self.queued.recv()), timer).await {
+                Either::Left((Ok(item), _)) => batch.push(item),
+                // Closed and empty, or the delay is up: dispatch what we hold.
+                Either::Left((Err(_), _)) | Either::Right(_) => return true,
+            }
+        }
+    }
+
+    fn is_forced(&self) -> bool {
+        self.forced.requested.load(Ordering::SeqCst)
+    }
+
+    /// Forced stop: everything held or still queued goes back to the handle.
+    async fn hand_back(self, batch: Vec<R::Item>) {
+        // `stop` closes after the queue, so once this returns nothing more
+        // can be pushed and the drain below is complete.
+        drop(self.stop_keeper);
+        let _ = self.stopped.recv().await;
+        let handed_back = &self.forced.handed_back;
+        let mut handed_back = handed_back.lock().unwrap_or_else(PoisonError::into_inner);
+        handed_back.extend(batch);
+        while let Ok(item) = self.queued.try_recv() {
+            handed_back.push(item);
         }
     }
 }
@@ -174,8 +301,15 @@ mod tests {
                 max_batch_size,
                 max_delay: Duration::ZERO,
                 max_in_flight,
+                max_queued: None,
             };
-            let queue = start(recorder.clone(), limits, Arc::new(spawner));
+            let queue = start(
+                recorder.clone(),
+                limits,
+                Arc::new(spawner),
+                Arc::default(),
+                None,
+            );
             Self {
                 pool: LocalPool::new(),
                 spawned,
@@ -202,7 +336,7 @@ mod tests {
 
         fn push(&self, items: impl IntoIterator<Item = u32>) {
             for item in items {
-                self.queue.push(item).unwrap();
+                assert!(self.queue.push(item).is_ok());
             }
         }
 
@@ -282,10 +416,47 @@ mod tests {
         assert_eq!(harness.sizes(), [3]);
     }
 
+    #[test]
+    fn shutdown_now_hands_back_what_was_not_dispatched() {
+        let mut harness = Harness::new(10, 1);
+        harness.push(0..25);
+        harness.settle();
+        assert_eq!(harness.sizes(), [10]);
+        let queue = std::mem::replace(&mut harness.queue, start_idle());
+        let mut shutdown = Box::pin(async move { queue.shutdown_now().await });
+        let mut context = std::task::Context::from_waker(futures::task::noop_waker_ref());
+        assert!(shutdown.as_mut().poll(&mut context).is_pending());
+        harness.settle();
+        let std::task::Poll::Ready(mut handed_back) = shutdown.as_mut().poll(&mut context) else {
+            panic!("the collector stopped, so shutdown_now is done");
+        };
+        handed_back.sort_unstable();
+        assert_eq!(handed_back, (10..25).collect::<Vec<_>>());
+        assert_eq!(harness.sizes(), [10], "nothing more was dispatched");
+    }
+
     /// A queue whose collector never runs, to stand in for a moved one.
     fn start_idle() -> Queue<u32> {
-        let (items, _) = async_channel::unbounded();
-        let (_, finished) = async_channel::bounded(1);
-        Queue { items, finished }
+        let limits = BatchLimits {
+            max_batch_size: 1,
+            max_delay: Duration::ZERO,
+            max_in_flight: 1,
+            max_queued: None,
+        };
+        start(
+            Arc::new(Idle),
+            limits,
+            Arc::new(|_| {}),
+            Arc::default(),
+            None,
+        )
+    }
+
+    struct Idle;
+
+    impl RunBatch for Idle {
+        type Item = u32;
+
+        async fn run(self: Arc<Self>, _: Vec<u32>) {}
     }
 }

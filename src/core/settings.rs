@@ -20,12 +20,62 @@ pub(crate) const DEFAULT_MAX_IN_FLIGHT: usize = 10;
 /// A batching window this long is a mistake, and timers would overflow.
 const MAX_DELAY_LIMIT: Duration = Duration::from_secs(3600);
 
+/// The builder methods every kind of loader shares, written once: `$item`
+/// names what is batched ("key", "value"), `$call` the backend call.
+macro_rules! shared_settings {
+    ($item:literal, $call:literal) => {
+        #[doc = concat!("The most ", $item, "s one ", $call, " is given (default 100, at least 1).")]
+        #[doc = concat!("A batch is dispatched as soon as it holds this many; further ", $item, "s")]
+        /// go to the next batch. 100 fits under every SQL engine's
+        /// bound-parameter limit and keeps one backend call small.
+        pub fn max_batch_size(mut self, items: usize) -> Self {
+            self.settings.max_batch_size = items;
+            self
+        }
+
+        #[doc = concat!("How long a batch that is not full may wait for more ", $item, "s, counted")]
+        #[doc = concat!("from its **first** ", $item, "; later ones never extend it (default 1 ms, at")]
+        /// most one hour). One millisecond lets requests from many freshly
+        /// spawned tasks meet in full batches while staying short next to the
+        /// backend round trip it saves. `Duration::ZERO` dispatches as soon as
+        /// what is already queued is gathered: the lowest latency, with batches
+        /// only as large as what arrived together.
+        pub fn max_delay(mut self, delay: std::time::Duration) -> Self {
+            self.settings.max_delay = delay;
+            self
+        }
+
+        #[doc = concat!("The most ", $call, "es of this loader that run at once (default 10, at least")]
+        #[doc = concat!("1). While all run, new ", $item, "s queue into the next batches. Ten keeps")]
+        /// a backend busy without exhausting a typical connection pool.
+        pub fn max_in_flight(mut self, calls: usize) -> Self {
+            self.settings.max_in_flight = calls;
+            self
+        }
+
+        /// A name for this loader, shown by `Debug` and its `label()`.
+        pub fn label(mut self, label: impl Into<String>) -> Self {
+            self.settings.label = Some(std::sync::Arc::from(label.into()));
+            self
+        }
+
+        #[doc = concat!("Where the collector and the ", $call, "es run. Defaults to smol's global")]
+        /// executor with the `smol` feature; required without it.
+        pub fn spawner(mut self, spawner: impl $crate::Spawner) -> Self {
+            self.settings.spawner = Some(std::sync::Arc::new(spawner));
+            self
+        }
+    };
+}
+pub(crate) use shared_settings;
+
 /// What every loader builder collects, before validation.
 #[derive(Clone)]
 pub(crate) struct Settings {
     pub(crate) max_batch_size: usize,
     pub(crate) max_delay: Duration,
     pub(crate) max_in_flight: usize,
+    pub(crate) max_queued: Option<usize>,
     pub(crate) label: Option<Arc<str>>,
     pub(crate) spawner: Option<Arc<dyn Spawner>>,
 }
@@ -36,6 +86,8 @@ pub(crate) struct BatchLimits {
     pub(crate) max_batch_size: usize,
     pub(crate) max_delay: Duration,
     pub(crate) max_in_flight: usize,
+    /// Bound of the queue in front of the collector; `None`: unbounded.
+    pub(crate) max_queued: Option<usize>,
 }
 
 impl Default for Settings {
@@ -44,6 +96,7 @@ impl Default for Settings {
             max_batch_size: DEFAULT_MAX_BATCH_SIZE,
             max_delay: DEFAULT_MAX_DELAY,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            max_queued: None,
             label: None,
             spawner: None,
         }
@@ -71,6 +124,12 @@ impl Settings {
                 reason: "must be at most one hour",
             });
         }
+        if self.max_queued == Some(0) {
+            return Err(BuildError::InvalidSetting {
+                setting: "max_queued",
+                reason: "must be at least 1",
+            });
+        }
         let spawner = match &self.spawner {
             Some(spawner) => spawner.clone(),
             None => default_spawner().ok_or(BuildError::NoSpawner)?,
@@ -79,6 +138,7 @@ impl Settings {
             max_batch_size: self.max_batch_size,
             max_delay: self.max_delay,
             max_in_flight: self.max_in_flight,
+            max_queued: self.max_queued,
         };
         Ok((limits, spawner))
     }
@@ -90,6 +150,7 @@ impl fmt::Debug for Settings {
             .field("max_batch_size", &self.max_batch_size)
             .field("max_delay", &self.max_delay)
             .field("max_in_flight", &self.max_in_flight)
+            .field("max_queued", &self.max_queued)
             .field("label", &self.label)
             .field("spawner", &self.spawner.as_ref().map(|_| ".."))
             .finish()

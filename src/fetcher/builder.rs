@@ -3,13 +3,13 @@
 use std::fmt;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
-use std::time::Duration;
 
 use super::runner::FetchRunner;
 use super::{BatchFetcher, Fetcher};
 use crate::cache::IdentityMap;
-use crate::core::{self, Settings};
-use crate::{BuildError, Spawner};
+use crate::core::{self, shared_settings, Settings};
+use crate::stats::Counters;
+use crate::BuildError;
 
 /// Settings for a [`BatchFetcher`], from [`BatchFetcher::builder`].
 ///
@@ -49,53 +49,13 @@ impl<F: Fetcher> FetcherBuilder<F> {
         }
     }
 
-    /// The most keys one fetch is given (default 100, at least 1). A batch is
-    /// dispatched as soon as it holds this many; further keys go to the next
-    /// batch. 100 keys fit under every SQL engine's bound-parameter limit and
-    /// keep a reply small.
-    pub fn max_batch_size(mut self, keys: usize) -> Self {
-        self.settings.max_batch_size = keys;
-        self
-    }
-
-    /// How long a batch that is not full may wait for more keys, counted from
-    /// its **first** key; later keys never extend it (default 1 ms, at most one
-    /// hour). One millisecond lets loads from many freshly spawned tasks meet
-    /// in full batches while staying short next to the backend round trip it
-    /// saves. `Duration::ZERO` dispatches as soon as the keys already queued
-    /// are gathered: the lowest latency, with batches only as large as what
-    /// arrived together.
-    pub fn max_delay(mut self, delay: Duration) -> Self {
-        self.settings.max_delay = delay;
-        self
-    }
-
-    /// The most fetches of this loader that run at once (default 10, at least
-    /// 1). While all run, new keys queue into the next batches. Ten keeps a
-    /// backend busy without exhausting a typical connection pool.
-    pub fn max_in_flight(mut self, fetches: usize) -> Self {
-        self.settings.max_in_flight = fetches;
-        self
-    }
+    shared_settings!("key", "fetch");
 
     /// Whether fetched values (and `NotFound`) are remembered (default `true`).
     /// With `false`, concurrent loads of a key still share one fetch, but
     /// nothing is kept once it is answered.
     pub fn cache(mut self, enabled: bool) -> Self {
         self.cache = enabled;
-        self
-    }
-
-    /// A name for this loader, shown by `Debug` and [`BatchFetcher::label`].
-    pub fn label(mut self, label: impl Into<String>) -> Self {
-        self.settings.label = Some(Arc::from(label.into()));
-        self
-    }
-
-    /// Where the collector and the fetches run. Defaults to smol's global
-    /// executor with the `smol` feature; required without it.
-    pub fn spawner(mut self, spawner: impl Spawner) -> Self {
-        self.settings.spawner = Some(Arc::new(spawner));
         self
     }
 
@@ -118,13 +78,16 @@ impl<F: Fetcher> FetcherBuilder<F> {
     pub fn build(self) -> Result<BatchFetcher<F>, BuildError> {
         let (limits, spawner) = self.settings.validate()?;
         let map = Arc::new(IdentityMap::new(self.cache));
+        let counters = Arc::new(Counters::default());
         let runner = Arc::new(FetchRunner {
             fetcher: self.fetcher,
             map: map.clone(),
             batches: AtomicU64::new(0),
+            counters: counters.clone(),
         });
-        let queue = core::start(runner, limits, spawner);
-        Ok(BatchFetcher::from_parts(map, queue, self.settings.label))
+        let label = self.settings.label;
+        let queue = core::start(runner, limits, spawner, counters.clone(), label.clone());
+        Ok(BatchFetcher::from_parts(map, queue, counters, label))
     }
 }
 

@@ -6,8 +6,9 @@ use std::sync::Arc;
 use super::runner::{Map, Ticket};
 use super::{Fetcher, FetcherBuilder};
 use crate::cache::{Known, Outcome, Writer};
-use crate::core::Queue;
-use crate::LoadError;
+use crate::core::{Queue, Refused};
+use crate::stats::Counters;
+use crate::{LoadError, Stats};
 
 /// Batches concurrent loads into one [`Fetcher::fetch`] call per batch and
 /// remembers what was fetched.
@@ -45,6 +46,7 @@ pub struct BatchFetcher<F: Fetcher> {
 struct Inner<F: Fetcher> {
     map: Arc<Map<F>>,
     queue: Queue<Ticket<F>>,
+    counters: Arc<Counters>,
     label: Option<Arc<str>>,
 }
 
@@ -61,10 +63,16 @@ impl<F: Fetcher> BatchFetcher<F> {
     pub(crate) fn from_parts(
         map: Arc<Map<F>>,
         queue: Queue<Ticket<F>>,
+        counters: Arc<Counters>,
         label: Option<Arc<str>>,
     ) -> Self {
         Self {
-            inner: Arc::new(Inner { map, queue, label }),
+            inner: Arc::new(Inner {
+                map,
+                queue,
+                counters,
+                label,
+            }),
         }
     }
 
@@ -80,7 +88,7 @@ impl<F: Fetcher> BatchFetcher<F> {
     pub async fn load(&self, key: F::Key) -> Result<F> {
         // The hot path: a read lock taken without waiting, no channel.
         let answer = match self.inner.map.try_lookup(&key) {
-            Some(known) => known,
+            Some(known) => self.counted(known),
             None => self.lookup_or_queue(&mut self.inner.map.writer().await, &key),
         };
         self.finish(&key, answer).await
@@ -253,6 +261,11 @@ impl<F: Fetcher> BatchFetcher<F> {
         self.inner.queue.is_closed()
     }
 
+    /// What this loader has done so far; see [`Stats`].
+    pub fn stats(&self) -> Stats {
+        self.inner.counters.snapshot()
+    }
+
     /// The label given to the builder, if any.
     pub fn label(&self) -> Option<&str> {
         self.inner.label.as_deref()
@@ -264,12 +277,19 @@ impl<F: Fetcher> BatchFetcher<F> {
         let map = &self.inner.map;
         let answers = map.try_lookup_all(keys);
         if answers.iter().all(Option::is_some) {
-            return answers.into_iter().flatten().collect();
+            return answers
+                .into_iter()
+                .flatten()
+                .map(|known| self.counted(known))
+                .collect();
         }
         let mut writer = map.writer().await;
         let answers = keys.iter().zip(answers);
         answers
-            .map(|(key, known)| known.unwrap_or_else(|| self.lookup_or_queue(&mut writer, key)))
+            .map(|(key, known)| match known {
+                Some(known) => self.counted(known),
+                None => self.lookup_or_queue(&mut writer, key),
+            })
             .collect()
     }
 
@@ -279,16 +299,33 @@ impl<F: Fetcher> BatchFetcher<F> {
         writer: &mut Writer<'_, F::Key, F::Value, F::Error>,
         key: &F::Key,
     ) -> Answer<F> {
+        let counters = &self.inner.counters;
         match writer.claim(key) {
-            Ok(known) => known,
+            Ok(known) => self.counted(known),
             Err(claim) => match self.inner.queue.push((key.clone(), claim.resolver)) {
-                Ok(()) => Known::Join(claim.promise),
-                Err(_closed) => {
+                Ok(()) => {
+                    Counters::add(&counters.queued, 1);
+                    Known::Join(claim.promise)
+                }
+                // The queue is unbounded, so only a closed loader refuses.
+                Err(Refused::Closed(_) | Refused::Full(_)) => {
+                    Counters::add(&counters.rejected, 1);
+                    Counters::add(&counters.closed, 1);
                     writer.forget(key, &claim.promise);
                     Known::Done(Err(LoadError::Closed))
                 }
             },
         }
+    }
+
+    /// Counts an answer found in the map.
+    fn counted(&self, known: Answer<F>) -> Answer<F> {
+        let counters = &self.inner.counters;
+        match &known {
+            Known::Done(_) => Counters::add(&counters.cache_hits, 1),
+            Known::Join(_) => Counters::add(&counters.joins, 1),
+        }
+        known
     }
 
     async fn finish(&self, key: &F::Key, answer: Answer<F>) -> Result<F> {
@@ -301,6 +338,7 @@ impl<F: Fetcher> BatchFetcher<F> {
             None => {
                 // The batch was dropped unanswered (its executor shut down):
                 // drop the stale entry so a later load fetches again.
+                Counters::add(&self.inner.counters.closed, 1);
                 self.inner.map.writer().await.forget(key, &promise);
                 Err(LoadError::Closed)
             }

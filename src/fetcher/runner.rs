@@ -9,9 +9,12 @@ use futures::FutureExt;
 
 use super::{Fetcher, Values};
 use crate::cache::{IdentityMap, Outcome};
+use crate::clock::Stopwatch;
 use crate::core::RunBatch;
 use crate::error::panic_message;
 use crate::promise::Resolver;
+use crate::stats::Counters;
+use crate::trace;
 use crate::LoadError;
 
 /// A key on its way to a batch, with the resolver of its callers' promise.
@@ -28,6 +31,7 @@ pub(crate) struct FetchRunner<F: Fetcher> {
     pub(crate) map: Arc<Map<F>>,
     /// Source of batch ids; 0 is reserved for "not dispatched".
     pub(crate) batches: AtomicU64,
+    pub(crate) counters: Arc<Counters>,
 }
 
 impl<F: Fetcher> RunBatch for FetchRunner<F> {
@@ -38,22 +42,32 @@ impl<F: Fetcher> RunBatch for FetchRunner<F> {
         let (keys, resolvers): (Vec<F::Key>, Vec<_>) = batch.into_iter().unzip();
         self.map.start_batch(id, &resolvers).await;
         let mut values = Values::with_capacity(keys.len());
+        let stopwatch = Stopwatch::start();
         // The fetcher's future is created inside the guarded block, so a
         // panic while creating it is caught as well.
         let fetched = AssertUnwindSafe(async { self.fetcher.fetch(&keys, &mut values).await })
             .catch_unwind()
             .await;
+        let counters = &self.counters;
+        counters.record_backend_time(stopwatch.elapsed());
         match fetched {
             Ok(Ok(())) => {
-                self.map
+                trace::outcome("ok");
+                let missing = self
+                    .map
                     .deliver(id, &keys, &resolvers, values.into_vec())
-                    .await
+                    .await;
+                Counters::add(&counters.not_found, missing);
             }
             Ok(Err(error)) => {
+                trace::outcome("error");
+                Counters::add(&counters.failed_batches, 1);
                 let error = LoadError::Fetch(Arc::new(error));
                 self.map.fail(id, &keys, &resolvers, error).await
             }
             Err(panic) => {
+                trace::outcome("panicked");
+                Counters::add(&counters.panicked_batches, 1);
                 let error = LoadError::Panicked(panic_message(&*panic));
                 self.map.fail(id, &keys, &resolvers, error).await
             }

@@ -1,0 +1,275 @@
+//! The cheap, cloneable handle callers execute and submit through.
+
+use std::fmt;
+use std::sync::Arc;
+
+use futures::channel::oneshot;
+
+use super::runner::Job;
+use super::{Executor, ExecutorBuilder};
+use crate::core::{Queue, Refused};
+use crate::stats::Counters;
+use crate::{ExecuteError, Stats, SubmitError};
+
+/// Batches concurrent `execute` and `submit` calls into one
+/// [`Executor::execute`] call per batch.
+///
+/// Nothing is cached or deduplicated: every value is executed exactly once.
+/// Once queued, a value runs even if its `execute` future is dropped.
+///
+/// ```
+/// use anybatch::{BatchExecutor, Executor};
+///
+/// /// Inserts rows, returning their new ids.
+/// struct InsertUsers;
+///
+/// impl Executor for InsertUsers {
+///     type Value = String;
+///     type Output = u64;
+///     type Error = std::io::Error;
+///
+///     async fn execute(&self, names: &[String]) -> Result<Vec<u64>, Self::Error> {
+///         // One `INSERT ... VALUES (?), (?), ... RETURNING id` would go here.
+///         Ok((0..names.len() as u64).map(|i| 100 + i).collect())
+///     }
+/// }
+///
+/// # smol::block_on(async {
+/// let inserts = BatchExecutor::builder(InsertUsers).build().unwrap();
+/// let (ada, alan) = futures::join!(inserts.execute("Ada".into()), inserts.execute("Alan".into()));
+/// assert_eq!((ada.unwrap(), alan.unwrap()), (100, 101)); // one INSERT of two rows
+/// # });
+/// ```
+pub struct BatchExecutor<X: Executor> {
+    inner: Arc<Inner<X>>,
+}
+
+struct Inner<X: Executor> {
+    queue: Queue<Job<X>>,
+    counters: Arc<Counters>,
+    label: Option<Arc<str>>,
+}
+
+type Output<X> = Result<<X as Executor>::Output, ExecuteError<<X as Executor>::Error>>;
+
+impl<X: Executor> BatchExecutor<X> {
+    /// Starts configuring an executor over `executor`; see [`ExecutorBuilder`]
+    /// for the settings and their defaults.
+    pub fn builder(executor: X) -> ExecutorBuilder<X> {
+        ExecutorBuilder::new(executor)
+    }
+
+    pub(crate) fn from_parts(
+        queue: Queue<Job<X>>,
+        counters: Arc<Counters>,
+        label: Option<Arc<str>>,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                queue,
+                counters,
+                label,
+            }),
+        }
+    }
+
+    /// Executes `value` in the next batch and returns its output. Waits for
+    /// room when the queue holds `max_queued` values.
+    ///
+    /// # Errors
+    /// [`ExecuteError::Execute`], [`ExecuteError::ResultCount`] or
+    /// [`ExecuteError::Panicked`] when its batch failed,
+    /// [`ExecuteError::Closed`] when the executor closed first.
+    pub async fn execute(&self, value: X::Value) -> Output<X> {
+        match self.enqueue(value).await {
+            Some(reply) => self.answer(reply).await,
+            None => Err(ExecuteError::Closed),
+        }
+    }
+
+    /// Executes every value, in as few batches as `max_batch_size` allows,
+    /// and returns one result per value, in order.
+    ///
+    /// ```
+    /// # use anybatch::{BatchExecutor, Executor};
+    /// # struct Double;
+    /// # impl Executor for Double {
+    /// #     type Value = u32; type Output = u32; type Error = std::io::Error;
+    /// #     async fn execute(&self, values: &[u32]) -> Result<Vec<u32>, Self::Error> {
+    /// #         Ok(values.iter().map(|v| v * 2).collect())
+    /// #     }
+    /// # }
+    /// # smol::block_on(async {
+    /// let doubler = BatchExecutor::builder(Double).build().unwrap();
+    /// let results = doubler.execute_many(vec![1, 2, 3]).await;
+    /// assert_eq!(results, vec![Ok(2), Ok(4), Ok(6)]);
+    /// # });
+    /// ```
+    pub async fn execute_many(&self, values: Vec<X::Value>) -> Vec<Output<X>> {
+        // Queue everything first so the values share batches.
+        let mut replies = Vec::with_capacity(values.len());
+        for value in values {
+            replies.push(self.enqueue(value).await);
+        }
+        let mut results = Vec::with_capacity(replies.len());
+        for reply in replies {
+            results.push(match reply {
+                Some(reply) => self.answer(reply).await,
+                None => Err(ExecuteError::Closed),
+            });
+        }
+        results
+    }
+
+    /// Queues `value` without waiting for its output (events, metrics,
+    /// audit rows), waiting for room when the queue holds `max_queued`
+    /// values. A batch that fails is reported to the builder's
+    /// [`on_error`](ExecutorBuilder::on_error) with its submitted values.
+    ///
+    /// # Errors
+    /// [`SubmitError::Closed`], with the value, once the executor is closed.
+    pub async fn submit(&self, value: X::Value) -> Result<(), SubmitError<X::Value>> {
+        match self.inner.queue.push_waiting((value, None)).await {
+            Ok(()) => {
+                self.count_queued();
+                Ok(())
+            }
+            Err((value, _)) => Err(self.refused(SubmitError::Closed(value))),
+        }
+    }
+
+    /// Queues `value` like [`submit`](Self::submit) if there is room now.
+    ///
+    /// # Errors
+    /// [`SubmitError::Full`] at once when `max_queued` values are queued,
+    /// [`SubmitError::Closed`] once the executor is closed; both hand the
+    /// value back.
+    ///
+    /// ```
+    /// # use anybatch::{BatchExecutor, Executor, SubmitError};
+    /// # struct Discard;
+    /// # impl Executor for Discard {
+    /// #     type Value = u32; type Output = (); type Error = std::io::Error;
+    /// #     async fn execute(&self, values: &[u32]) -> Result<Vec<()>, Self::Error> { Ok(vec![(); values.len()]) }
+    /// # }
+    /// # smol::block_on(async {
+    /// let events = BatchExecutor::builder(Discard).max_queued(10_000).build().unwrap();
+    /// match events.try_submit(7) {
+    ///     Ok(()) => {}
+    ///     Err(SubmitError::Full(event)) => println!("dropping event {event}: queue full"),
+    ///     Err(SubmitError::Closed(event)) => println!("dropping event {event}: shut down"),
+    /// }
+    /// events.close().await;
+    /// # });
+    /// ```
+    pub fn try_submit(&self, value: X::Value) -> Result<(), SubmitError<X::Value>> {
+        match self.inner.queue.push((value, None)) {
+            Ok(()) => {
+                self.count_queued();
+                Ok(())
+            }
+            Err(Refused::Full((value, _))) => Err(SubmitError::Full(value)),
+            Err(Refused::Closed((value, _))) => Err(self.refused(SubmitError::Closed(value))),
+        }
+    }
+
+    /// Stops taking values, runs everything already queued, waits for every
+    /// batch in flight, and returns. Closing twice is harmless.
+    pub async fn close(&self) {
+        self.inner.queue.close().await
+    }
+
+    /// Stops at once: takes no more values, dispatches no more batches, and
+    /// hands back every value still queued (callers of `execute` waiting on
+    /// them get [`ExecuteError::Closed`]). Batches already running finish.
+    ///
+    /// ```
+    /// # use anybatch::{BatchExecutor, Executor};
+    /// # use std::time::Duration;
+    /// # struct Discard;
+    /// # impl Executor for Discard {
+    /// #     type Value = u32; type Output = (); type Error = std::io::Error;
+    /// #     async fn execute(&self, values: &[u32]) -> Result<Vec<()>, Self::Error> { Ok(vec![(); values.len()]) }
+    /// # }
+    /// # smol::block_on(async {
+    /// let events = BatchExecutor::builder(Discard)
+    ///     .max_delay(Duration::from_secs(60)) // nothing is due for a minute
+    ///     .build()
+    ///     .unwrap();
+    /// events.submit(1).await.unwrap();
+    /// events.submit(2).await.unwrap();
+    /// let mut unsent = events.shutdown_now().await;
+    /// unsent.sort();
+    /// assert_eq!(unsent, vec![1, 2]); // not lost: yours to store or retry
+    /// # });
+    /// ```
+    pub async fn shutdown_now(&self) -> Vec<X::Value> {
+        let jobs = self.inner.queue.shutdown_now().await;
+        let waited_on = jobs.iter().filter(|(_, reply)| reply.is_some()).count();
+        Counters::add(&self.inner.counters.closed, waited_on as u64);
+        jobs.into_iter().map(|(value, _)| value).collect()
+    }
+
+    /// True once [`close`](Self::close) or
+    /// [`shutdown_now`](Self::shutdown_now) was called.
+    pub fn is_closed(&self) -> bool {
+        self.inner.queue.is_closed()
+    }
+
+    /// What this executor has done so far; see [`Stats`].
+    pub fn stats(&self) -> Stats {
+        self.inner.counters.snapshot()
+    }
+
+    /// The label given to the builder, if any.
+    pub fn label(&self) -> Option<&str> {
+        self.inner.label.as_deref()
+    }
+
+    /// Queues `value` with a reply channel; `None` when closed.
+    async fn enqueue(&self, value: X::Value) -> Option<oneshot::Receiver<Output<X>>> {
+        let (reply, answer) = oneshot::channel();
+        match self.inner.queue.push_waiting((value, Some(reply))).await {
+            Ok(()) => {
+                self.count_queued();
+                Some(answer)
+            }
+            Err(_) => {
+                Counters::add(&self.inner.counters.rejected, 1);
+                Counters::add(&self.inner.counters.closed, 1);
+                None
+            }
+        }
+    }
+
+    async fn answer(&self, reply: oneshot::Receiver<Output<X>>) -> Output<X> {
+        // A dropped reply: the batch was dropped unanswered or handed back.
+        reply.await.unwrap_or(Err(ExecuteError::Closed))
+    }
+
+    fn count_queued(&self) {
+        Counters::add(&self.inner.counters.queued, 1);
+    }
+
+    fn refused(&self, error: SubmitError<X::Value>) -> SubmitError<X::Value> {
+        Counters::add(&self.inner.counters.rejected, 1);
+        error
+    }
+}
+
+impl<X: Executor> Clone for BatchExecutor<X> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<X: Executor> fmt::Debug for BatchExecutor<X> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BatchExecutor")
+            .field("label", &self.inner.label)
+            .field("closed", &self.is_closed())
+            .finish_non_exhaustive()
+    }
+}
