@@ -61,23 +61,26 @@ pub(crate) fn start<R: RunBatch>(
 ) -> Queue<R::Item> {
     let (items, queued) = async_channel::unbounded();
     let (alive, finished) = async_channel::bounded(1);
-    let collector = collect(runner, queued, limits, spawner.clone(), alive);
+    // Wrapped before the future exists, so even an unpolled collector that
+    // an executor drops answers what is queued.
+    let collector = collect(runner, Intake(queued), limits, spawner.clone(), alive);
     spawner.spawn(Box::pin(collector));
     Queue { items, finished }
 }
 
 async fn collect<R: RunBatch>(
     runner: Arc<R>,
-    queued: Receiver<R::Item>,
+    queued: Intake<R::Item>,
     limits: BatchLimits,
     spawner: Arc<dyn Spawner>,
     alive: Sender<()>,
 ) {
+    let queued = &queued.0;
     let in_flight = Arc::new(Semaphore::new(limits.max_in_flight));
-    while let Some(mut batch) = next_batch(&queued, &limits).await {
+    while let Some(mut batch) = next_batch(queued, &limits).await {
         let permit = in_flight.acquire_arc().await;
         // Keys that queued while every slot was busy join this batch.
-        fill(&mut batch, &queued, limits.max_batch_size);
+        fill(&mut batch, queued, limits.max_batch_size);
         let run = runner.clone().run(batch);
         let alive = alive.clone();
         spawner.spawn(Box::pin(async move {
@@ -86,6 +89,18 @@ async fn collect<R: RunBatch>(
             let _ = AssertUnwindSafe(run).catch_unwind().await;
             drop((permit, alive));
         }));
+    }
+}
+
+/// The collector's end of the queue. If an executor drops the collector
+/// mid-way, this closes the queue and drops what is still in it, so every
+/// waiting caller is answered `Closed` instead of waiting forever.
+struct Intake<T>(Receiver<T>);
+
+impl<T> Drop for Intake<T> {
+    fn drop(&mut self) {
+        self.0.close();
+        while self.0.try_recv().is_ok() {}
     }
 }
 
