@@ -166,7 +166,12 @@ where
                 Entry::Vacant(entry) => unclaimed.push((entry.into_key(), value)),
             }
         }
-        let mut unclaimed: HashMap<K, V> = unclaimed.into_iter().collect();
+        // Keep the first value of a key delivered twice, as `Values` promises.
+        let mut first_unclaimed: HashMap<K, V> = HashMap::new();
+        for (key, value) in unclaimed {
+            first_unclaimed.entry(key).or_insert(value);
+        }
+        let mut unclaimed = first_unclaimed;
         for (key, resolver) in keys.iter().zip(resolvers) {
             if resolver.is_settled() {
                 continue;

@@ -119,7 +119,9 @@ pub(crate) fn start<R: RunBatch>(
     });
     let collector = Collector {
         runner,
-        queued,
+        // Wrapped before the future exists, so even an unpolled collector
+        // that an executor drops answers what is queued.
+        queued: Intake(queued),
         limits,
         spawner: spawner.clone(),
         counters,
@@ -144,7 +146,7 @@ pub(crate) fn start<R: RunBatch>(
 
 struct Collector<R: RunBatch> {
     runner: Arc<R>,
-    queued: Receiver<R::Item>,
+    queued: Intake<R::Item>,
     limits: BatchLimits,
     spawner: Arc<dyn Spawner>,
     counters: Arc<Counters>,
@@ -236,6 +238,26 @@ impl<R: RunBatch> Collector<R> {
         while let Ok(item) = self.queued.try_recv() {
             handed_back.push(item);
         }
+    }
+}
+
+/// The collector's end of the queue. If an executor drops the collector
+/// mid-way, this closes the queue and drops what is still in it, so every
+/// waiting caller is answered `Closed` instead of waiting forever.
+struct Intake<T>(Receiver<T>);
+
+impl<T> std::ops::Deref for Intake<T> {
+    type Target = Receiver<T>;
+
+    fn deref(&self) -> &Receiver<T> {
+        &self.0
+    }
+}
+
+impl<T> Drop for Intake<T> {
+    fn drop(&mut self) {
+        self.0.close();
+        while self.0.try_recv().is_ok() {}
     }
 }
 

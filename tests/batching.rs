@@ -1,0 +1,292 @@
+//! How loads become batches: size, delay, in-flight limit and deduplication.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+/// Asserts every key of `keys` was fetched exactly once.
+fn assert_fetched_once(probe: &Probe, keys: impl IntoIterator<Item = u64>) {
+    for key in keys {
+        assert_eq!(
+            probe.times_fetched(key),
+            1,
+            "key {key} fetched {} times in {:?}",
+            probe.times_fetched(key),
+            probe.batches()
+        );
+    }
+}
+
+/// The key sets of the batches, sorted, for order-free comparisons.
+fn sorted(mut batch: Vec<u64>) -> Vec<u64> {
+    batch.sort_unstable();
+    batch
+}
+
+runtime_tests! {
+    /// Concurrent loads from one task form one fetch holding every key.
+    async fn batches_concurrent_loads(rt: Rt) {
+        let (builder, probe) = builder(&rt);
+        let loader = builder.max_batch_size(20).max_delay(FOREVER).build().unwrap();
+        let values = futures::future::join_all((1..=20).map(|key| loader.load(key))).await;
+        let expected: Vec<_> = (1..=20).map(|key| Ok(value_of(key))).collect();
+        assert_eq!(values, expected);
+        assert_eq!(probe.batch_count(), 1, "batches: {:?}", probe.batches());
+        assert_eq!(sorted(probe.batches()[0].clone()), (1..=20).collect::<Vec<_>>());
+    }
+
+    /// Loads from many tasks meet in one fetch too.
+    async fn batches_loads_from_many_tasks(rt: Rt) {
+        let (builder, probe) = builder(&rt);
+        let loader = builder.max_batch_size(20).max_delay(FOREVER).build().unwrap();
+        let tasks = (1..=20)
+            .map(|key| {
+                let loader = loader.clone();
+                rt.spawn(async move { loader.load(key).await })
+            })
+            .collect();
+        let values = join_all(tasks).await;
+        assert_eq!(values, (1..=20).map(|key| Ok(value_of(key))).collect::<Vec<_>>());
+        assert_eq!(probe.batch_count(), 1, "batches: {:?}", probe.batches());
+        assert_eq!(sorted(probe.batches()[0].clone()), (1..=20).collect::<Vec<_>>());
+    }
+
+    /// Concurrent loads of the same key share one fetch, which sees it once.
+    async fn concurrent_loads_of_one_key_share_a_fetch(rt: Rt) {
+        let (builder, probe) = builder(&rt);
+        let loader = builder.max_batch_size(2).max_delay(FOREVER).build().unwrap();
+        let loads = [7, 7, 8, 7, 7].map(|key| loader.load(key));
+        let values = futures::future::join_all(loads).await;
+        assert_eq!(values, [70, 70, 80, 70, 70].map(Ok).to_vec());
+        assert_eq!(probe.batches().into_iter().map(sorted).collect::<Vec<_>>(), [vec![7, 8]]);
+    }
+
+    /// `load_many` dedups its keys within a batch and answers in input order.
+    async fn load_many_dedups_within_a_batch(rt: Rt) {
+        let (builder, probe) = builder(&rt);
+        let loader = builder.build().unwrap();
+        assert_eq!(loader.load_many(&[1, 1, 1, 2]).await, Ok(vec![10, 10, 10, 20]));
+        assert_eq!(probe.batches().into_iter().map(sorted).collect::<Vec<_>>(), [vec![1, 2]]);
+        assert_eq!(loader.load_many(&[5, 3, 4, 3]).await, Ok(vec![50, 30, 40, 30]));
+        assert_eq!(probe.batch_count(), 2);
+        assert_eq!(sorted(probe.batches()[1].clone()), [3, 4, 5]);
+    }
+
+    /// A batch never exceeds `max_batch_size`: 250 keys in batches of 100,
+    /// 100 and 50, each key fetched once.
+    async fn max_batch_size_is_a_hard_cap(rt: Rt) {
+        let (builder, probe) = builder(&rt);
+        let loader = builder.max_batch_size(100).max_delay(FOREVER).build().unwrap();
+        let keys: Vec<u64> = (1..=250).collect();
+        // The first poll queues every key under one lock; closing then
+        // dispatches the last, partial batch instead of waiting an hour.
+        let load = {
+            let loader = loader.clone();
+            let keys = keys.clone();
+            rt.spawn_polled(async move { loader.load_many(&keys).await }).await
+        };
+        loader.close().await;
+        assert_eq!(load.await, Ok(keys.iter().map(|&key| value_of(key)).collect()));
+        let mut sizes: Vec<usize> = probe.batches().iter().map(Vec::len).collect();
+        sizes.sort_unstable();
+        assert_eq!(sizes, [50, 100, 100], "batches: {:?}", probe.batches());
+        assert_fetched_once(&probe, keys);
+    }
+
+    /// The delay runs from a batch's first key and is never pushed back: 40
+    /// keys arriving every 10 ms over a 100 ms window cannot all wait for one
+    /// batch (which a delay restarted on every key would give).
+    async fn delay_counts_from_the_first_key(rt: Rt) {
+        let (builder, probe) = builder(&rt);
+        let loader = builder
+            .max_batch_size(1000)
+            .max_delay(Duration::from_millis(100))
+            .build()
+            .unwrap();
+        let mut tasks = Vec::new();
+        for key in 1..=40 {
+            let loader = loader.clone();
+            tasks.push(rt.spawn(async move { loader.load(key).await }));
+            sleep(Duration::from_millis(10)).await;
+        }
+        let values = join_all(tasks).await;
+        assert_eq!(values, (1..=40).map(|key| Ok(value_of(key))).collect::<Vec<_>>());
+        assert!(
+            probe.batch_count() >= 2,
+            "keys spread over >= 390 ms were held in one batch: {:?}",
+            probe.batches()
+        );
+        assert_fetched_once(&probe, 1..=40);
+    }
+
+    /// With a zero delay, a lone load on an idle loader is fetched at once.
+    async fn zero_delay_fetches_a_lone_load(rt: Rt) {
+        let (builder, probe) = builder(&rt);
+        let loader = builder.max_batch_size(1000).max_delay(Duration::ZERO).build().unwrap();
+        assert_eq!(loader.load(7).await, Ok(70));
+        assert_eq!(probe.batches(), [vec![7]]);
+    }
+
+    /// With a long delay, a lone load waits for more keys; `close` flushes it.
+    async fn long_delay_holds_a_lone_load_until_close(rt: Rt) {
+        let (builder, probe) = builder(&rt);
+        let loader = builder.max_batch_size(1000).max_delay(FOREVER).build().unwrap();
+        let mut load = Box::pin(loader.load(7));
+        assert_pending(&mut load, "a lone load completed before its hour-long delay").await;
+        assert_eq!(probe.batch_count(), 0);
+        let (closed, value) = futures::join!(loader.close(), load);
+        let () = closed;
+        assert_eq!(value, Ok(70));
+        assert_eq!(probe.batches(), [vec![7]]);
+    }
+
+    /// At most `max_in_flight` fetches run at once.
+    async fn max_in_flight_caps_running_fetches(rt: Rt) {
+        let (builder, probe) = builder(&rt);
+        let loader = builder
+            .max_in_flight(2)
+            .max_batch_size(1)
+            .max_delay(Duration::ZERO)
+            .build()
+            .unwrap();
+        let gate = probe.close_gate().await;
+        let tasks: Vec<_> = (1..=3)
+            .map(|key| {
+                let loader = loader.clone();
+                rt.spawn(async move { loader.load(key).await })
+            })
+            .collect();
+        probe.started().await;
+        probe.started().await;
+        probe.assert_no_start("a third fetch started while two were running").await;
+        drop(gate);
+        assert_eq!(join_all(tasks).await, vec![Ok(10), Ok(20), Ok(30)]);
+        assert_eq!(probe.batch_count(), 3);
+        assert_eq!(probe.max_concurrent(), 2);
+    }
+
+    /// Up to the limit, fetches do run at the same time.
+    async fn fetches_run_concurrently_up_to_the_limit(rt: Rt) {
+        let (builder, probe) = builder(&rt);
+        let loader = builder
+            .max_in_flight(2)
+            .max_batch_size(1)
+            .max_delay(Duration::ZERO)
+            .build()
+            .unwrap();
+        let gate = probe.close_gate().await;
+        let tasks: Vec<_> = (1..=2)
+            .map(|key| {
+                let loader = loader.clone();
+                rt.spawn(async move { loader.load(key).await })
+            })
+            .collect();
+        // Both start while the gate still holds the first one.
+        let mut started = vec![probe.started().await, probe.started().await];
+        started.sort();
+        assert_eq!(started, [vec![1], vec![2]]);
+        assert_eq!(probe.max_concurrent(), 2);
+        drop(gate);
+        assert_eq!(join_all(tasks).await, vec![Ok(10), Ok(20)]);
+    }
+
+    /// With one slot, fetches run one at a time.
+    async fn single_slot_runs_fetches_one_at_a_time(rt: Rt) {
+        let (builder, probe) = builder(&rt);
+        let loader = builder
+            .max_in_flight(1)
+            .max_batch_size(1)
+            .max_delay(Duration::ZERO)
+            .build()
+            .unwrap();
+        let gate = probe.close_gate().await;
+        let tasks: Vec<_> = (1..=2)
+            .map(|key| {
+                let loader = loader.clone();
+                rt.spawn(async move { loader.load(key).await })
+            })
+            .collect();
+        probe.started().await;
+        probe.assert_no_start("a second fetch started while the only slot was busy").await;
+        drop(gate);
+        assert_eq!(join_all(tasks).await, vec![Ok(10), Ok(20)]);
+        assert_eq!(probe.batch_count(), 2);
+        assert_eq!(probe.max_concurrent(), 1);
+    }
+
+    /// While every slot is busy, new keys gather into the next batch.
+    async fn keys_queue_while_every_slot_is_busy(rt: Rt) {
+        let (builder, probe) = builder(&rt);
+        let loader = builder
+            .max_in_flight(1)
+            .max_batch_size(100)
+            .max_delay(Duration::ZERO)
+            .build()
+            .unwrap();
+        let gate = probe.close_gate().await;
+        let first = {
+            let loader = loader.clone();
+            rt.spawn(async move { loader.load(1).await })
+        };
+        assert_eq!(probe.started().await, [1]);
+        // One poll of a load queues its key (nothing else holds the map's
+        // lock now: the only fetch waits at the gate).
+        let mut second = Box::pin(loader.load(2));
+        assert!(futures::poll!(second.as_mut()).is_pending());
+        // Let the collector take key 2 and wait for the busy slot, so the
+        // keys below arrive while it waits (any order passes when correct).
+        sleep(Duration::from_millis(50)).await;
+        let mut rest = Box::pin(futures::future::join_all((3..=51).map(|key| loader.load(key))));
+        assert!(futures::poll!(rest.as_mut()).is_pending());
+        drop(gate);
+        assert_eq!(first.await, Ok(10));
+        assert_eq!(second.await, Ok(20));
+        assert_eq!(rest.await, (3..=51).map(|key| Ok(value_of(key))).collect::<Vec<_>>());
+        let batches = probe.batches();
+        assert_eq!(batches.len(), 2, "batches: {batches:?}");
+        assert_eq!(batches[0], [1]);
+        assert_eq!(sorted(batches[1].clone()), (2..=51).collect::<Vec<_>>());
+    }
+
+    /// Loads of a key whose fetch is running join it instead of fetching again.
+    async fn joins_the_fetch_in_flight(rt: Rt) {
+        joins_the_fetch_in_flight_with(rt, true).await;
+    }
+
+    /// Joining a running fetch works with caching off as well.
+    async fn joins_the_fetch_in_flight_without_cache(rt: Rt) {
+        joins_the_fetch_in_flight_with(rt, false).await;
+    }
+}
+
+async fn joins_the_fetch_in_flight_with(rt: Rt, cache: bool) {
+    let (builder, probe) = builder(&rt);
+    let loader = builder.cache(cache).build().unwrap();
+    let gate = probe.close_gate().await;
+    let first = {
+        let loader = loader.clone();
+        rt.spawn(async move { loader.load(1).await })
+    };
+    assert_eq!(probe.started().await, [1]);
+    // Each task has looked its key up before the gate opens (the running
+    // fetch holds no lock while it waits at the gate).
+    let mut joiners = Vec::new();
+    for _ in 0..5 {
+        let loader = loader.clone();
+        joiners.push(rt.spawn_polled(async move { loader.load(1).await }).await);
+    }
+    let many = {
+        let loader = loader.clone();
+        rt.spawn_polled(async move { loader.load_many(&[1, 1, 2]).await })
+            .await
+    };
+    assert_eq!(probe.started().await, [2]);
+    drop(gate);
+    assert_eq!(first.await, Ok(10));
+    assert_eq!(join_all(joiners).await, vec![Ok(10); 5]);
+    assert_eq!(many.await, Ok(vec![10, 10, 20]));
+    assert_eq!(probe.times_fetched(1), 1, "batches: {:?}", probe.batches());
+    assert_eq!(probe.batches(), [vec![1], vec![2]]);
+}
