@@ -16,7 +16,7 @@ use futures_timer::Delay;
 use super::BatchLimits;
 use crate::spawn::Spawner;
 use crate::stats::Counters;
-use crate::trace;
+use crate::trace::BatchSpan;
 
 /// What a batch does; implemented by the fetcher and executor layers.
 ///
@@ -25,7 +25,11 @@ use crate::trace;
 pub(crate) trait RunBatch: Send + Sync + 'static {
     type Item: Send + 'static;
 
-    fn run(self: Arc<Self>, batch: Vec<Self::Item>) -> impl Future<Output = ()> + Send + 'static;
+    fn run(
+        self: Arc<Self>,
+        batch: Vec<Self::Item>,
+        span: BatchSpan,
+    ) -> impl Future<Output = ()> + Send + 'static;
 }
 
 /// Why an item was not queued; the item comes back.
@@ -182,9 +186,12 @@ impl<R: RunBatch> Collector<R> {
             // Items that queued while every slot was busy join this batch.
             fill(&mut batch, &self.queued, self.limits.max_batch_size);
             self.counters.record_batch(batch.len());
-            let size = batch.len();
-            let run = self.runner.clone().run(std::mem::take(&mut batch));
-            let run = trace::instrument(run, self.label.as_deref(), size);
+            let span = BatchSpan::new(self.label.as_deref(), batch.len());
+            let run = self
+                .runner
+                .clone()
+                .run(std::mem::take(&mut batch), span.clone());
+            let run = span.instrument(run);
             let alive = self.alive.clone();
             self.spawner.spawn(Box::pin(async move {
                 // A panic the layer did not catch (a value's `Clone`, say)
@@ -294,7 +301,11 @@ mod tests {
     impl RunBatch for Recorder {
         type Item = u32;
 
-        fn run(self: Arc<Self>, batch: Vec<u32>) -> impl Future<Output = ()> + Send + 'static {
+        fn run(
+            self: Arc<Self>,
+            batch: Vec<u32>,
+            _: BatchSpan,
+        ) -> impl Future<Output = ()> + Send + 'static {
             self.batches.lock().unwrap().push(batch);
             async move {
                 let _ = self.release.recv().await;
@@ -479,6 +490,6 @@ mod tests {
     impl RunBatch for Idle {
         type Item = u32;
 
-        async fn run(self: Arc<Self>, _: Vec<u32>) {}
+        async fn run(self: Arc<Self>, _: Vec<u32>, _: BatchSpan) {}
     }
 }

@@ -229,7 +229,14 @@ impl<X: Executor> BatchExecutor<X> {
     /// Queues `value` with a reply channel; `None` when closed.
     async fn enqueue(&self, value: X::Value) -> Option<oneshot::Receiver<Output<X>>> {
         let (reply, answer) = oneshot::channel();
-        match self.inner.queue.push_waiting((value, Some(reply))).await {
+        // Without waiting when there is room: `execute_many` then queues its
+        // values back to back.
+        let queued = match self.inner.queue.push((value, Some(reply))) {
+            Ok(()) => Ok(()),
+            Err(Refused::Full(job)) => self.inner.queue.push_waiting(job).await,
+            Err(Refused::Closed(job)) => Err(job),
+        };
+        match queued {
             Ok(()) => {
                 self.count_queued();
                 Some(answer)

@@ -13,7 +13,7 @@ use crate::clock::Stopwatch;
 use crate::core::RunBatch;
 use crate::error::panic_message;
 use crate::stats::Counters;
-use crate::trace;
+use crate::trace::BatchSpan;
 use crate::ExecuteError;
 
 pub(crate) type Reply<X> =
@@ -55,7 +55,7 @@ pub(crate) struct ExecuteRunner<X: Executor> {
 impl<X: Executor> RunBatch for ExecuteRunner<X> {
     type Item = Job<X>;
 
-    async fn run(self: Arc<Self>, batch: Vec<Job<X>>) {
+    async fn run(self: Arc<Self>, batch: Vec<Job<X>>, span: BatchSpan) {
         let (values, replies): (Vec<X::Value>, Vec<_>) = batch.into_iter().unzip();
         let stopwatch = Stopwatch::start();
         let executed = AssertUnwindSafe(async { self.executor.execute(&values).await })
@@ -65,7 +65,7 @@ impl<X: Executor> RunBatch for ExecuteRunner<X> {
         counters.record_backend_time(stopwatch.elapsed());
         let error = match executed {
             Ok(Ok(outputs)) if outputs.len() == values.len() => {
-                trace::outcome("ok");
+                span.outcome("ok");
                 for (reply, output) in replies.into_iter().zip(outputs) {
                     if let Some(reply) = reply {
                         let _ = reply.send(Ok(output));
@@ -74,7 +74,7 @@ impl<X: Executor> RunBatch for ExecuteRunner<X> {
                 return;
             }
             Ok(Ok(outputs)) => {
-                trace::outcome("result_count");
+                span.outcome("result_count");
                 Counters::add(&counters.failed_batches, 1);
                 ExecuteError::ResultCount {
                     expected: values.len(),
@@ -82,28 +82,34 @@ impl<X: Executor> RunBatch for ExecuteRunner<X> {
                 }
             }
             Ok(Err(error)) => {
-                trace::outcome("error");
+                span.outcome("error");
                 Counters::add(&counters.failed_batches, 1);
                 ExecuteError::Execute(Arc::new(error))
             }
             Err(panic) => {
-                trace::outcome("panicked");
+                span.outcome("panicked");
                 Counters::add(&counters.panicked_batches, 1);
                 ExecuteError::Panicked(panic_message(&*panic))
             }
         };
         let mut submitted = Vec::new();
+        let mut waiting = Vec::new();
         for (value, reply) in values.into_iter().zip(replies) {
             match reply {
-                Some(reply) => drop(reply.send(Err(error.clone()))),
+                Some(reply) => waiting.push(reply),
                 None => submitted.push(value),
             }
         }
+        // Reported before callers wake, so whoever sees the error can rely
+        // on the report having been made.
         if !submitted.is_empty() {
             (self.on_error)(BatchFailure {
-                error,
+                error: error.clone(),
                 values: submitted,
             });
+        }
+        for reply in waiting {
+            let _ = reply.send(Err(error.clone()));
         }
     }
 }

@@ -14,7 +14,7 @@ use crate::core::RunBatch;
 use crate::error::panic_message;
 use crate::promise::Resolver;
 use crate::stats::Counters;
-use crate::trace;
+use crate::trace::BatchSpan;
 use crate::LoadError;
 
 /// A key on its way to a batch, with the resolver of its callers' promise.
@@ -37,7 +37,7 @@ pub(crate) struct FetchRunner<F: Fetcher> {
 impl<F: Fetcher> RunBatch for FetchRunner<F> {
     type Item = Ticket<F>;
 
-    async fn run(self: Arc<Self>, batch: Vec<Ticket<F>>) {
+    async fn run(self: Arc<Self>, batch: Vec<Ticket<F>>, span: BatchSpan) {
         let id = self.batches.fetch_add(1, Ordering::Relaxed) + 1;
         let (keys, resolvers): (Vec<F::Key>, Vec<_>) = batch.into_iter().unzip();
         self.map.start_batch(id, &resolvers).await;
@@ -52,7 +52,7 @@ impl<F: Fetcher> RunBatch for FetchRunner<F> {
         counters.record_backend_time(stopwatch.elapsed());
         match fetched {
             Ok(Ok(())) => {
-                trace::outcome("ok");
+                span.outcome("ok");
                 let missing = self
                     .map
                     .deliver(id, &keys, &resolvers, values.into_vec())
@@ -60,13 +60,13 @@ impl<F: Fetcher> RunBatch for FetchRunner<F> {
                 Counters::add(&counters.not_found, missing);
             }
             Ok(Err(error)) => {
-                trace::outcome("error");
+                span.outcome("error");
                 Counters::add(&counters.failed_batches, 1);
                 let error = LoadError::Fetch(Arc::new(error));
                 self.map.fail(id, &keys, &resolvers, error).await
             }
             Err(panic) => {
-                trace::outcome("panicked");
+                span.outcome("panicked");
                 Counters::add(&counters.panicked_batches, 1);
                 let error = LoadError::Panicked(panic_message(&*panic));
                 self.map.fail(id, &keys, &resolvers, error).await

@@ -1,0 +1,355 @@
+//! `BatchExecutor`: batching of writes, exactly-once execution, per-value
+//! results, fire-and-forget submission with back-pressure, failure reports,
+//! graceful and forced shutdown, on every runtime.
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use anybatch::{
+    BatchExecutor, BatchFailure, BuildError, ExecuteError, Executor, ExecutorBuilder, SubmitError,
+};
+use async_lock::{RwLock, RwLockWriteGuardArc};
+use common::*;
+
+/// Doubles each value; a value in `fail`, `panic` or `short` makes its whole
+/// batch fail, panic or return one output too few.
+struct Doubler {
+    state: Arc<Shared>,
+    _alive: Arc<()>,
+}
+
+#[derive(Default)]
+struct Shared {
+    batches: Mutex<Vec<Vec<u64>>>,
+    fail: Mutex<HashSet<u64>>,
+    panic: Mutex<HashSet<u64>>,
+    short: Mutex<HashSet<u64>>,
+    gate: Arc<RwLock<()>>,
+    started: Mutex<Option<async_channel::Sender<Vec<u64>>>>,
+}
+
+struct Probe {
+    state: Arc<Shared>,
+    started: async_channel::Receiver<Vec<u64>>,
+    alive: Weak<()>,
+}
+
+impl Executor for Doubler {
+    type Value = u64;
+    type Output = u64;
+    type Error = TestError;
+
+    async fn execute(&self, values: &[u64]) -> Result<Vec<u64>, TestError> {
+        let state = &self.state;
+        state.batches.lock().unwrap().push(values.to_vec());
+        let started = state.started.lock().unwrap().clone();
+        if let Some(started) = started {
+            let _ = started.try_send(values.to_vec());
+        }
+        drop(state.gate.read().await);
+        if let Some(&key) = values
+            .iter()
+            .find(|v| state.panic.lock().unwrap().contains(v))
+        {
+            panic!("executor exploded on {key}");
+        }
+        if let Some(&key) = values
+            .iter()
+            .find(|v| state.fail.lock().unwrap().contains(v))
+        {
+            return Err(TestError { key });
+        }
+        let mut outputs: Vec<u64> = values.iter().map(|v| v * 2).collect();
+        if values
+            .iter()
+            .any(|v| state.short.lock().unwrap().contains(v))
+        {
+            outputs.pop();
+        }
+        Ok(outputs)
+    }
+}
+
+impl Probe {
+    fn executed(&self) -> Vec<u64> {
+        let mut all: Vec<u64> = self.state.batches.lock().unwrap().concat();
+        all.sort_unstable();
+        all
+    }
+
+    fn batch_sizes(&self) -> Vec<usize> {
+        let mut sizes: Vec<usize> = self
+            .state
+            .batches
+            .lock()
+            .unwrap()
+            .iter()
+            .map(Vec::len)
+            .collect();
+        sizes.sort_unstable();
+        sizes
+    }
+
+    async fn close_gate(&self) -> RwLockWriteGuardArc<()> {
+        self.state.gate.write_arc().await
+    }
+
+    async fn started(&self) -> Vec<u64> {
+        within(
+            Duration::from_secs(10),
+            "a batch to start",
+            self.started.recv(),
+        )
+        .await
+        .expect("executor alive")
+    }
+}
+
+fn doubler(rt: &Rt) -> (ExecutorBuilder<Doubler>, Probe) {
+    let state = Arc::new(Shared::default());
+    let (sender, started) = async_channel::unbounded();
+    *state.started.lock().unwrap() = Some(sender);
+    let alive = Arc::new(());
+    let probe = Probe {
+        state: state.clone(),
+        started,
+        alive: Arc::downgrade(&alive),
+    };
+    let builder = BatchExecutor::builder(Doubler {
+        state,
+        _alive: alive,
+    })
+    .spawner(rt.spawner());
+    (builder, probe)
+}
+
+/// Every failure `on_error` received.
+type Failures = Arc<Mutex<Vec<BatchFailure<u64, TestError>>>>;
+
+fn collecting_failures(builder: ExecutorBuilder<Doubler>) -> (ExecutorBuilder<Doubler>, Failures) {
+    let failures = Arc::new(Mutex::new(Vec::new()));
+    let sink = failures.clone();
+    let builder = builder.on_error(move |failure| sink.lock().unwrap().push(failure));
+    (builder, failures)
+}
+
+runtime_tests! {
+    /// Concurrent `execute` calls form one batch, and each caller gets the
+    /// output at its own position.
+    async fn concurrent_executes_share_one_batch(rt: Rt) {
+        let (builder, probe) = doubler(&rt);
+        let executor = builder.max_batch_size(10).max_delay(FOREVER).build().unwrap();
+        let outputs = futures::future::join_all((1..=10).map(|v| executor.execute(v))).await;
+        assert_eq!(outputs, (1..=10).map(|v| Ok(v * 2)).collect::<Vec<_>>());
+        assert_eq!(probe.batch_sizes(), [10]);
+    }
+
+    /// The cap splits a burst and every value runs exactly once.
+    async fn hard_cap_and_exactly_once(rt: Rt) {
+        let (builder, probe) = doubler(&rt);
+        let executor = builder.max_batch_size(100).max_delay(FOREVER).build().unwrap();
+        let many = executor.clone();
+        let outputs = rt.spawn_polled(async move { many.execute_many((0..250).collect()).await }).await;
+        executor.close().await; // flushes the last, partial batch
+        let outputs = within(Duration::from_secs(10), "execute_many", outputs).await;
+        assert_eq!(outputs, (0..250).map(|v| Ok(v * 2)).collect::<Vec<_>>());
+        assert_eq!(probe.batch_sizes(), [50, 100, 100]);
+        assert_eq!(probe.executed(), (0..250).collect::<Vec<_>>());
+    }
+
+    /// Nothing is deduplicated: equal values run once each.
+    async fn equal_values_each_run(rt: Rt) {
+        let (builder, probe) = doubler(&rt);
+        let executor = builder.max_delay(Duration::ZERO).build().unwrap();
+        let outputs = executor.execute_many(vec![7, 7, 7]).await;
+        assert_eq!(outputs, vec![Ok(14), Ok(14), Ok(14)]);
+        assert_eq!(probe.executed(), [7, 7, 7]);
+    }
+
+    /// A reply of the wrong length fails every caller of the batch with both
+    /// counts, and the executor keeps serving.
+    async fn wrong_result_count_is_a_typed_error(rt: Rt) {
+        let (builder, probe) = doubler(&rt);
+        probe.state.short.lock().unwrap().insert(3);
+        let executor = builder.max_batch_size(4).max_delay(FOREVER).build().unwrap();
+        let outputs = executor.execute_many(vec![1, 2, 3, 4]).await;
+        let expected = ExecuteError::ResultCount { expected: 4, got: 3 };
+        assert_eq!(outputs, vec![Err(expected.clone()), Err(expected.clone()), Err(expected.clone()), Err(expected)]);
+        assert_eq!(
+            ExecuteError::<TestError>::ResultCount { expected: 4, got: 3 }.to_string(),
+            "executor returned 3 results for a batch of 4 values"
+        );
+        let later = executor.clone();
+        let later = rt.spawn_polled(async move { later.execute(5).await }).await;
+        executor.close().await;
+        assert_eq!(within(Duration::from_secs(10), "a later batch", later).await, Ok(10));
+        assert_eq!(executor.stats().failed_batches, 1);
+    }
+
+    /// A failed batch gives every caller the same shared error, with its
+    /// source; values are not retried.
+    async fn batch_error_is_shared(rt: Rt) {
+        let (builder, probe) = doubler(&rt);
+        probe.state.fail.lock().unwrap().insert(2);
+        let executor = builder.max_batch_size(2).max_delay(FOREVER).build().unwrap();
+        let (one, two) = futures::join!(executor.execute(1), executor.execute(2));
+        let (Err(ExecuteError::Execute(a)), Err(ExecuteError::Execute(b))) = (one, two) else {
+            panic!("both callers get the batch error");
+        };
+        assert!(Arc::ptr_eq(&a, &b));
+        assert_eq!(a.key, 2);
+        let error: &dyn std::error::Error = &ExecuteError::Execute(a);
+        assert!(error.source().is_some());
+        assert_eq!(probe.executed(), [1, 2], "not retried");
+    }
+
+    /// A panicking executor fails its batch only.
+    async fn panic_is_isolated(rt: Rt) {
+        let (builder, probe) = doubler(&rt);
+        probe.state.panic.lock().unwrap().insert(9);
+        let executor = builder.max_delay(Duration::ZERO).build().unwrap();
+        match executor.execute(9).await {
+            Err(ExecuteError::Panicked(message)) => assert!(message.contains("exploded on 9")),
+            other => panic!("expected Panicked, got {other:?}"),
+        }
+        assert_eq!(executor.execute(4).await, Ok(8));
+        assert_eq!(executor.stats().panicked_batches, 1);
+    }
+
+    /// Submitted values run without anyone waiting; `close` drains them.
+    async fn submit_then_close_runs_everything(rt: Rt) {
+        let (builder, probe) = doubler(&rt);
+        let executor = builder.max_batch_size(30).max_delay(FOREVER).build().unwrap();
+        for v in 0..100 {
+            executor.submit(v).await.unwrap();
+        }
+        within(Duration::from_secs(10), "close drains", executor.close()).await;
+        assert_eq!(probe.executed(), (0..100).collect::<Vec<_>>());
+        assert_eq!(probe.batch_sizes(), [10, 30, 30, 30]);
+        assert_eq!(executor.submit(100).await, Err(SubmitError::Closed(100)));
+        assert_eq!(executor.try_submit(101), Err(SubmitError::Closed(101)));
+        assert_eq!(executor.execute(102).await, Err(ExecuteError::Closed));
+        assert!(executor.is_closed());
+        let stats = executor.stats();
+        assert_eq!((stats.queued, stats.batches, stats.largest_batch), (100, 4, 30));
+        assert_eq!(stats.requests, 103);
+        assert_eq!(stats.closed, 1);
+    }
+
+    /// A full queue: `try_submit` refuses at once and hands the value back,
+    /// `submit` waits for room.
+    async fn bounded_queue_pushes_back(rt: Rt) {
+        let (builder, probe) = doubler(&rt);
+        let executor = builder
+            .max_batch_size(1)
+            .max_in_flight(1)
+            .max_queued(2)
+            .max_delay(Duration::ZERO)
+            .build()
+            .unwrap();
+        let gate = probe.close_gate().await;
+        executor.submit(0).await.unwrap();
+        assert_eq!(probe.started().await, [0]);
+        // One more waits in the collector, two in the queue: then it is full.
+        let mut accepted = vec![0];
+        let refused = within(Duration::from_secs(10), "the queue to fill", async {
+            for v in 1.. {
+                match executor.try_submit(v) {
+                    Ok(()) => accepted.push(v),
+                    Err(refused) => return refused,
+                }
+                sleep(Duration::from_millis(5)).await;
+            }
+            unreachable!()
+        })
+        .await;
+        assert!(matches!(refused, SubmitError::Full(_)), "{refused:?}");
+        assert!(accepted.len() <= 4, "at most 1 running + 1 held + 2 queued, got {accepted:?}");
+        let refused = refused.into_value();
+        let executor2 = executor.clone();
+        let mut waiting = Box::pin(rt.spawn(async move { executor2.submit(1_000).await }));
+        assert_pending(&mut waiting, "submit waits for room while the queue is full").await;
+        drop(gate);
+        assert_eq!(within(Duration::from_secs(10), "room frees up", waiting).await, Ok(()));
+        executor.close().await;
+        accepted.push(1_000);
+        assert_eq!(probe.executed(), accepted);
+        assert!(!probe.executed().contains(&refused));
+    }
+
+    /// Failed batches of submitted values reach `on_error` with the values;
+    /// callers of `execute` in the same batch get the error themselves.
+    async fn failures_of_submitted_values_are_reported(rt: Rt) {
+        let (builder, probe) = doubler(&rt);
+        probe.state.fail.lock().unwrap().insert(3);
+        let (builder, failures) = collecting_failures(builder);
+        let executor = builder.max_batch_size(4).max_delay(FOREVER).build().unwrap();
+        executor.submit(1).await.unwrap();
+        executor.submit(2).await.unwrap();
+        let (three, four) = futures::join!(executor.execute(3), executor.execute(4));
+        assert!(matches!(three, Err(ExecuteError::Execute(_))));
+        assert!(matches!(four, Err(ExecuteError::Execute(_))));
+        let failures = failures.lock().unwrap();
+        assert_eq!(failures.len(), 1);
+        assert_eq!(failures[0].values, [1, 2]);
+        assert!(matches!(failures[0].error, ExecuteError::Execute(ref e) if e.key == 3));
+    }
+
+    /// `shutdown_now` stops at once: queued values come back, their waiters
+    /// get `Closed`, nothing more runs; a batch already running finishes.
+    async fn shutdown_now_hands_back_queued_values(rt: Rt) {
+        let (builder, probe) = doubler(&rt);
+        let executor = builder.max_batch_size(2).max_in_flight(1).max_delay(FOREVER).build().unwrap();
+        let gate = probe.close_gate().await;
+        let running = executor.clone();
+        let running = rt.spawn(async move { running.execute_many(vec![1, 2]).await });
+        assert_eq!(probe.started().await, [1, 2]);
+        for v in 3..=5 {
+            executor.submit(v).await.unwrap();
+        }
+        let waiter = executor.clone();
+        let waiter = rt.spawn_polled(async move { waiter.execute(6).await }).await;
+        let mut handed_back = within(Duration::from_secs(10), "shutdown_now", executor.shutdown_now()).await;
+        handed_back.sort_unstable();
+        assert_eq!(handed_back, [3, 4, 5, 6]);
+        assert_eq!(within(Duration::from_secs(10), "the waiter", waiter).await, Err(ExecuteError::Closed));
+        assert_eq!(executor.submit(7).await, Err(SubmitError::Closed(7)));
+        drop(gate);
+        assert_eq!(within(Duration::from_secs(10), "the running batch", running).await, vec![Ok(2), Ok(4)]);
+        executor.close().await;
+        assert_eq!(probe.executed(), [1, 2]);
+    }
+
+    /// Dropping every handle drains what is queued and drops the executor.
+    async fn dropping_every_handle_drains_and_drops_the_executor(rt: Rt) {
+        let (builder, probe) = doubler(&rt);
+        let executor = builder.max_delay(FOREVER).build().unwrap();
+        let clone = executor.clone();
+        executor.submit(1).await.unwrap();
+        clone.submit(2).await.unwrap();
+        drop((executor, clone));
+        eventually(Duration::from_secs(10), "the executor to be dropped", || probe.alive.upgrade().is_none()).await;
+        assert_eq!(probe.executed(), [1, 2]);
+    }
+}
+
+#[test]
+fn zero_max_queued_is_rejected() {
+    let error = BatchExecutor::builder(Doubler {
+        state: Arc::default(),
+        _alive: Arc::default(),
+    })
+    .max_queued(0)
+    .build()
+    .unwrap_err();
+    assert!(matches!(
+        error,
+        BuildError::InvalidSetting {
+            setting: "max_queued",
+            ..
+        }
+    ));
+}

@@ -1,0 +1,60 @@
+//! `stats()`: what each kind of request and batch outcome counts as.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+runtime_tests! {
+    /// Every request is counted once, as a hit, a join or a queued key, and
+    /// every batch outcome lands in its own counter.
+    async fn fetcher_counts_each_outcome(rt: Rt) {
+        let (builder, probe) = builder(&rt);
+        probe.omit(5);
+        probe.fail(6, 1);
+        probe.panic(7, 1);
+        let loader = builder.max_batch_size(3).max_delay(FOREVER).build().unwrap();
+
+        // [1, 2, 2]: two keys queued, one joined; one batch of 2 (flushed by
+        // a third key).
+        let (first, _) = futures::join!(loader.load_many(&[1, 2, 2]), loader.load(5));
+        first.unwrap();
+        assert_eq!(loader.load(1).await, Ok(10)); // hit
+        assert_eq!(loader.load(5).await, Err(anybatch::LoadError::NotFound)); // remembered: a hit
+        let (six, _, _) = futures::join!(loader.load(6), loader.load(8), loader.load(9));
+        assert!(six.is_err());
+        let (seven, _, _) = futures::join!(loader.load(7), loader.load(11), loader.load(12));
+        assert!(seven.is_err());
+        loader.close().await;
+        assert!(loader.load(99).await.is_err()); // refused: closed
+
+        let stats = loader.stats();
+        assert_eq!(stats.cache_hits, 2);
+        assert_eq!(stats.joins, 1);
+        assert_eq!(stats.queued, 9, "1 2 5 6 8 9 7 11 12");
+        assert_eq!(stats.requests, 2 + 1 + 9 + 1);
+        assert_eq!(stats.batches, 3);
+        assert_eq!(stats.largest_batch, 3);
+        assert!((stats.mean_batch_size - 3.0).abs() < f64::EPSILON);
+        assert_eq!(stats.not_found, 1);
+        assert_eq!(stats.failed_batches, 1);
+        assert_eq!(stats.panicked_batches, 1);
+        assert_eq!(stats.closed, 1);
+    }
+
+    /// Backend time covers the whole backend call: at least as long as the
+    /// test held the fetch at its gate.
+    async fn backend_time_covers_the_call(rt: Rt) {
+        let (builder, probe) = builder(&rt);
+        let loader = builder.max_delay(Duration::ZERO).build().unwrap();
+        let gate = probe.close_gate().await;
+        let load = loader.clone();
+        let load = rt.spawn(async move { load.load(1).await });
+        probe.started().await;
+        sleep(Duration::from_millis(30)).await;
+        drop(gate);
+        assert_eq!(load.await, Ok(10));
+        assert!(loader.stats().backend_time >= Duration::from_millis(30));
+    }
+}
