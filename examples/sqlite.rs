@@ -226,6 +226,7 @@ fn run() -> rusqlite::Result<ExitCode> {
         })
     });
     let batched_queries = pool.take_query_count();
+    let stats = authors.stats();
 
     let mut distinct: Vec<i64> = posts.iter().map(|&(_, author)| author).collect();
     distinct.sort_unstable();
@@ -246,6 +247,17 @@ fn run() -> rusqlite::Result<ExitCode> {
     println!(
         "{:<24} {:>10} {:>12.2?}",
         "BatchFetcher", batched_queries, batched_time
+    );
+    println!(
+        "loader: {} loads = {} keys fetched in {} batches (mean {:.0}, largest {}) + {} joins of keys in flight + {} cache hits; {} not found",
+        stats.requests,
+        stats.queued,
+        stats.batches,
+        stats.mean_batch_size,
+        stats.largest_batch,
+        stats.joins,
+        stats.cache_hits,
+        stats.not_found
     );
     println!("posts whose author was deleted (NotFound): {not_found}");
     if let Some(index) = batched.iter().position(Result::is_err) {

@@ -45,6 +45,16 @@
 //! its batch and is not remembered; a dropped `load` future never cancels a
 //! fetch that others wait on.
 //!
+//! # Writes
+//! [`BatchExecutor`] batches mutations on the same core: `execute(value)`
+//! calls become one [`Executor::execute`] per batch, each value run exactly
+//! once; `submit` queues fire-and-forget work behind a bounded queue, and
+//! `shutdown_now` hands back whatever was still queued.
+//!
+//! # Observing
+//! `stats()` on either kind returns a [`Stats`] snapshot; the `tracing`
+//! feature adds one span per batch.
+//!
 //! # Runtimes
 //! anybatch needs no particular runtime: the collector and the fetches are
 //! started through a [`Spawner`]. Timers come from `futures-timer` and queues

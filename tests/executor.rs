@@ -323,6 +323,18 @@ runtime_tests! {
         assert_eq!(probe.executed(), [1, 2]);
     }
 
+    /// A dropped `execute` future neither cancels its value (queued values
+    /// run exactly once) nor disturbs the other callers of its batch.
+    async fn dropped_execute_still_runs_once(rt: Rt) {
+        let (builder, probe) = doubler(&rt);
+        let executor = builder.max_batch_size(2).max_delay(FOREVER).build().unwrap();
+        let mut dropped = Box::pin(executor.execute(1));
+        assert!(futures::poll!(dropped.as_mut()).is_pending());
+        drop(dropped);
+        assert_eq!(executor.execute(2).await, Ok(4));
+        assert_eq!(probe.executed(), [1, 2]);
+    }
+
     /// Dropping every handle drains what is queued and drops the executor.
     async fn dropping_every_handle_drains_and_drops_the_executor(rt: Rt) {
         let (builder, probe) = doubler(&rt);
