@@ -39,7 +39,12 @@ pub(crate) struct Claim<V, E> {
     pub(crate) promise: Promise<Outcome<V, E>>,
 }
 
-type Slots<K, V, E> = HashMap<K, Slot<V, E>>;
+/// foldhash instead of SipHash: several times cheaper on the hit path, and
+/// still seeded per process so that keys taken from requests cannot be
+/// chosen to collide.
+type Hasher = foldhash::quality::RandomState;
+
+type Slots<K, V, E> = HashMap<K, Slot<V, E>, Hasher>;
 
 /// The map under its write lock, as callers that queue keys see it.
 pub(crate) struct Writer<'a, K, V, E> {
@@ -59,7 +64,7 @@ where
 {
     pub(crate) fn new(keep: bool) -> Self {
         Self {
-            slots: RwLock::new(HashMap::new()),
+            slots: RwLock::new(HashMap::default()),
             keep,
         }
     }

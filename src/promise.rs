@@ -14,7 +14,7 @@ use std::task::{Context, Poll, Waker};
 struct Shared<T> {
     /// `None` once set means the resolver was dropped unanswered.
     answer: OnceLock<Option<T>>,
-    wakers: Mutex<Vec<Waker>>,
+    wakers: Mutex<Wakers>,
     /// Which batch carries this key (0: none yet); lets a batch recognise its
     /// own entries in the identity map.
     batch: AtomicU64,
@@ -33,7 +33,7 @@ pub(crate) struct Resolver<T> {
 pub(crate) fn promise<T>() -> (Resolver<T>, Promise<T>) {
     let shared = Arc::new(Shared {
         answer: OnceLock::new(),
-        wakers: Mutex::new(Vec::new()),
+        wakers: Mutex::new(Wakers::default()),
         batch: AtomicU64::new(0),
     });
     let promise = Promise {
@@ -105,7 +105,42 @@ impl<T> Drop for Resolver<T> {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner),
         );
-        wakers.into_iter().for_each(Waker::wake);
+        wakers
+            .first
+            .into_iter()
+            .chain(wakers.more)
+            .for_each(Waker::wake);
+    }
+}
+
+/// The wakers of a promise's waiters. Most promises have one waiter, so the
+/// first is stored inline and costs no allocation.
+#[derive(Default)]
+struct Wakers {
+    first: Option<Waker>,
+    more: Vec<Waker>,
+}
+
+impl Wakers {
+    /// Stores `waker` in `slot` (or a new slot) and returns the slot.
+    fn register(&mut self, slot: Option<usize>, waker: &Waker) -> usize {
+        let stored = match slot {
+            None if self.first.is_none() => {
+                self.first = Some(waker.clone());
+                return 0;
+            }
+            None => {
+                self.more.push(waker.clone());
+                return self.more.len();
+            }
+            Some(0) => self.first.as_mut(),
+            Some(index) => self.more.get_mut(index - 1),
+        };
+        match stored {
+            Some(stored) if !stored.will_wake(waker) => *stored = waker.clone(),
+            _ => {}
+        }
+        slot.unwrap_or_default()
     }
 }
 
@@ -133,16 +168,7 @@ impl<T: Clone> Future for Wait<T> {
             drop(wakers);
             return Poll::Ready(answer.clone());
         }
-        match this.slot {
-            Some(index) if !wakers[index].will_wake(cx.waker()) => {
-                wakers[index] = cx.waker().clone();
-            }
-            Some(_) => {}
-            None => {
-                this.slot = Some(wakers.len());
-                wakers.push(cx.waker().clone());
-            }
-        }
+        this.slot = Some(wakers.register(this.slot, cx.waker()));
         Poll::Pending
     }
 }

@@ -86,8 +86,13 @@ impl<F: Fetcher> BatchFetcher<F> {
     /// [`LoadError::Fetch`] or [`LoadError::Panicked`] when its batch failed,
     /// [`LoadError::Closed`] when the loader closed first.
     pub async fn load(&self, key: F::Key) -> Result<F> {
-        // The hot path: a read lock taken without waiting, no channel.
+        // The hot path: a read lock taken without waiting, no channel, and
+        // an answer returned without entering any further future.
         let answer = match self.inner.map.try_lookup(&key) {
+            Some(Known::Done(outcome)) => {
+                Counters::add(&self.inner.counters.cache_hits, 1);
+                return outcome;
+            }
             Some(known) => self.counted(known),
             None => self.lookup_or_queue(&mut self.inner.map.writer().await, &key),
         };
