@@ -3,7 +3,8 @@
 //!
 //! The map sits behind an async `RwLock` that is only ever held for a few map
 //! operations, never across a backend call, so a cache hit never waits for a
-//! fetch. Readers try the lock first and only wait when a writer holds it.
+//! fetch. Readers try the lock first and only wait (for the shared lock) when
+//! a writer holds or awaits it; only unknown keys take the write lock.
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
@@ -13,6 +14,10 @@ use async_lock::{RwLock, RwLockWriteGuard};
 
 use crate::promise::{promise, Promise, Resolver};
 use crate::LoadError;
+
+/// The read lock was not free without waiting.
+#[derive(Debug)]
+pub(crate) struct Busy;
 
 /// What a caller of a key eventually gets.
 pub(crate) type Outcome<V, E> = Result<V, LoadError<E>>;
@@ -69,20 +74,28 @@ where
         }
     }
 
-    /// Answers from a read lock taken without waiting: a hit, a remembered
-    /// absence, or a join of the fetch in flight. `None` when the key is
-    /// unknown or the lock is held by a writer: then the caller takes the
-    /// write lock and [`claim`](Self::claim)s.
-    pub(crate) fn try_lookup(&self, key: &K) -> Option<Known<V, E>> {
-        lookup(&*self.slots.try_read()?, key)
+    /// Answers from the read lock if it is free right now: a hit, a
+    /// remembered absence, or a join of the fetch in flight; `Ok(None)` for
+    /// an unknown key (the caller then takes the write lock and
+    /// [`claim`](Writer::claim)s). `Err(Busy)` when a writer holds or awaits
+    /// the lock: then [`read_lookup`](Self::read_lookup) waits for it.
+    pub(crate) fn try_lookup(&self, key: &K) -> Result<Option<Known<V, E>>, Busy> {
+        let slots = self.slots.try_read().ok_or(Busy)?;
+        Ok(lookup(&slots, key))
     }
 
-    /// [`try_lookup`](Self::try_lookup) for many keys under one read lock.
-    pub(crate) fn try_lookup_all(&self, keys: &[K]) -> Vec<Option<Known<V, E>>> {
-        match self.slots.try_read() {
-            Some(slots) => keys.iter().map(|key| lookup(&slots, key)).collect(),
-            None => keys.iter().map(|_| None).collect(),
-        }
+    /// [`try_lookup`](Self::try_lookup), waiting for the read lock.
+    pub(crate) async fn read_lookup(&self, key: &K) -> Option<Known<V, E>> {
+        lookup(&*self.slots.read().await, key)
+    }
+
+    /// Looks up many keys under one read lock (waiting for it if need be).
+    pub(crate) async fn lookup_all(&self, keys: &[K]) -> Vec<Option<Known<V, E>>> {
+        let slots = match self.slots.try_read() {
+            Some(slots) => slots,
+            None => self.slots.read().await,
+        };
+        keys.iter().map(|key| lookup(&slots, key)).collect()
     }
 
     /// Takes the write lock, without waiting when it is free.

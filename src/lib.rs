@@ -35,7 +35,8 @@
 //! ```
 //!
 //! # How a load is answered
-//! 1. From the identity map, under a read lock taken without waiting.
+//! 1. From the identity map, under a shared read lock (taken without waiting
+//!    when it is free; no lock is ever held across a fetch).
 //! 2. By joining the fetch already queued or running for the same key.
 //! 3. Otherwise the key is queued; a collector task forms batches of at most
 //!    `max_batch_size` keys, each dispatched when full or `max_delay` after its

@@ -365,3 +365,62 @@ fn zero_max_queued_is_rejected() {
         }
     ));
 }
+
+mod review_fixes {
+    use super::*;
+
+    runtime_tests! {
+        /// A `shutdown_now` dropped before it finished must not strand the
+        /// callers of the values it would have handed back.
+        async fn dropped_shutdown_now_answers_waiters(rt: Rt) {
+            let (builder, _probe) = doubler(&rt);
+            let executor = builder.max_delay(FOREVER).build().unwrap();
+            let waiter = executor.clone();
+            let waiter = rt.spawn_polled(async move { waiter.execute(1).await }).await;
+            let mut shutdown = Box::pin(executor.shutdown_now());
+            let _ = futures::poll!(shutdown.as_mut());
+            drop(shutdown);
+            let answer = within(Duration::from_secs(10), "the stranded caller", waiter).await;
+            assert_eq!(answer, Err(ExecuteError::Closed));
+        }
+
+        /// A panicking `on_error` handler does not take the answers of the
+        /// callers whose values ran.
+        async fn panicking_failure_handler_keeps_answers(rt: Rt) {
+            let (builder, probe) = doubler(&rt);
+            probe.state.fail.lock().unwrap().insert(1);
+            let executor = builder
+                .max_batch_size(2)
+                .max_delay(FOREVER)
+                .on_error(|_| panic!("handler exploded"))
+                .build()
+                .unwrap();
+            executor.submit(1).await.unwrap();
+            let answer = executor.execute(2).await;
+            assert!(matches!(answer, Err(ExecuteError::Execute(ref e)) if e.key == 1), "{answer:?}");
+        }
+
+        /// `try_submit` refused for lack of room counts as a request refused.
+        async fn full_queue_refusals_are_counted(rt: Rt) {
+            let (builder, probe) = doubler(&rt);
+            let executor = builder.max_batch_size(1).max_in_flight(1).max_queued(1).max_delay(Duration::ZERO).build().unwrap();
+            let gate = probe.close_gate().await;
+            executor.submit(0).await.unwrap();
+            probe.started().await;
+            let mut refused = 0;
+            within(Duration::from_secs(10), "a refusal", async {
+                let mut next = 1;
+                while executor.try_submit(next).is_ok() {
+                    next += 1;
+                    sleep(Duration::from_millis(5)).await;
+                }
+                refused += 1;
+            })
+            .await;
+            let stats = executor.stats();
+            assert_eq!(stats.requests, stats.queued + refused);
+            drop(gate);
+            executor.close().await;
+        }
+    }
+}

@@ -81,13 +81,14 @@ impl<T> Queue<T> {
     /// queued and not yet dispatched; batches already running finish on
     /// their own.
     pub(crate) async fn shutdown_now(&self) -> Vec<T> {
-        // Flag first, so a collector woken by the closing queue sees it.
+        // Registered before the collector can hand anything back.
+        let claim = Claimant::new(&self.forced.handed_back);
+        // Flag next, so a collector woken by the closing queue sees it.
         self.forced.requested.store(true, Ordering::SeqCst);
         self.items.close();
         self.stop.close();
         let _ = self.collector_done.recv().await;
-        let handed_back = &self.forced.handed_back;
-        std::mem::take(&mut *handed_back.lock().unwrap_or_else(PoisonError::into_inner))
+        claim.take()
     }
 
     pub(crate) fn is_closed(&self) -> bool {
@@ -95,11 +96,47 @@ impl<T> Queue<T> {
     }
 }
 
+/// What a forced stop hands back, and how many `shutdown_now` calls are
+/// waiting to take it. With none waiting (the calls were dropped), the items
+/// are dropped instead of kept, so their callers are answered `Closed`.
+struct HandBack<T> {
+    items: Vec<T>,
+    claimants: usize,
+}
+
+/// One waiting `shutdown_now` call.
+struct Claimant<'a, T>(&'a Mutex<HandBack<T>>);
+
+impl<'a, T> Claimant<'a, T> {
+    fn new(hand_back: &'a Mutex<HandBack<T>>) -> Self {
+        lock(hand_back).claimants += 1;
+        Self(hand_back)
+    }
+
+    fn take(self) -> Vec<T> {
+        std::mem::take(&mut lock(self.0).items)
+    }
+}
+
+impl<T> Drop for Claimant<'_, T> {
+    fn drop(&mut self) {
+        let mut hand_back = lock(self.0);
+        hand_back.claimants -= 1;
+        if hand_back.claimants == 0 {
+            drop(std::mem::take(&mut hand_back.items));
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 /// A forced shutdown's state, shared by the handle and the collector.
 struct Forced<T> {
     requested: AtomicBool,
     /// Items the collector held or found queued when it stopped.
-    handed_back: Mutex<Vec<T>>,
+    handed_back: Mutex<HandBack<T>>,
 }
 
 /// Starts the collector for `runner` on `spawner`.
@@ -119,7 +156,10 @@ pub(crate) fn start<R: RunBatch>(
     let (alive, finished) = async_channel::bounded(1);
     let forced = Arc::new(Forced {
         requested: AtomicBool::new(false),
-        handed_back: Mutex::new(Vec::new()),
+        handed_back: Mutex::new(HandBack {
+            items: Vec::new(),
+            claimants: 0,
+        }),
     });
     let collector = Collector {
         runner,
@@ -239,11 +279,13 @@ impl<R: RunBatch> Collector<R> {
         // can be pushed and the drain below is complete.
         drop(self.stop_keeper);
         let _ = self.stopped.recv().await;
-        let handed_back = &self.forced.handed_back;
-        let mut handed_back = handed_back.lock().unwrap_or_else(PoisonError::into_inner);
-        handed_back.extend(batch);
+        let mut hand_back = lock(&self.forced.handed_back);
+        if hand_back.claimants == 0 {
+            return; // nobody waits for them: dropping answers their callers
+        }
+        hand_back.items.extend(batch);
         while let Ok(item) = self.queued.try_recv() {
-            handed_back.push(item);
+            hand_back.items.push(item);
         }
     }
 }

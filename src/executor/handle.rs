@@ -87,8 +87,9 @@ impl<X: Executor> BatchExecutor<X> {
         }
     }
 
-    /// Executes every value, in as few batches as `max_batch_size` allows,
-    /// and returns one result per value, in order.
+    /// Executes every value and returns one result per value, in order. The
+    /// values are queued back to back, so they share batches as far as
+    /// `max_batch_size` allows.
     ///
     /// ```
     /// # use anybatch::{BatchExecutor, Executor};
@@ -168,7 +169,7 @@ impl<X: Executor> BatchExecutor<X> {
                 self.count_queued();
                 Ok(())
             }
-            Err(Refused::Full((value, _))) => Err(SubmitError::Full(value)),
+            Err(Refused::Full((value, _))) => Err(self.refused(SubmitError::Full(value))),
             Err(Refused::Closed((value, _))) => Err(self.refused(SubmitError::Closed(value))),
         }
     }

@@ -103,10 +103,13 @@ impl<X: Executor> RunBatch for ExecuteRunner<X> {
         // Reported before callers wake, so whoever sees the error can rely
         // on the report having been made.
         if !submitted.is_empty() {
-            (self.on_error)(BatchFailure {
+            let failure = BatchFailure {
                 error: error.clone(),
                 values: submitted,
-            });
+            };
+            // A panicking handler must not cost the waiting callers their
+            // answer: their values did run.
+            let _ = std::panic::catch_unwind(AssertUnwindSafe(|| (self.on_error)(failure)));
         }
         for reply in waiting {
             let _ = reply.send(Err(error.clone()));

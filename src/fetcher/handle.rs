@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::runner::{Map, Ticket};
 use super::{Fetcher, FetcherBuilder};
-use crate::cache::{Known, Outcome, Writer};
+use crate::cache::{Busy, Known, Outcome, Writer};
 use crate::core::{Queue, Refused};
 use crate::stats::Counters;
 use crate::{LoadError, Stats};
@@ -88,19 +88,25 @@ impl<F: Fetcher> BatchFetcher<F> {
     pub async fn load(&self, key: F::Key) -> Result<F> {
         // The hot path: a read lock taken without waiting, no channel, and
         // an answer returned without entering any further future.
-        let answer = match self.inner.map.try_lookup(&key) {
+        let map = &self.inner.map;
+        let found = match map.try_lookup(&key) {
+            Ok(found) => found,
+            Err(Busy) => map.read_lookup(&key).await,
+        };
+        let answer = match found {
             Some(Known::Done(outcome)) => {
                 Counters::add(&self.inner.counters.cache_hits, 1);
                 return outcome;
             }
             Some(known) => self.counted(known),
-            None => self.lookup_or_queue(&mut self.inner.map.writer().await, &key),
+            None => self.lookup_or_queue(&mut map.writer().await, &key),
         };
         self.finish(&key, answer).await
     }
 
-    /// Loads several keys, in at most `ceil(distinct new keys / max_batch_size)`
-    /// fetches, and returns their values in input order. Duplicates are allowed.
+    /// Loads several keys and returns their values in input order. Unknown
+    /// keys are queued together, under one lock, so they share batches as
+    /// far as `max_batch_size` allows. Duplicates are allowed.
     ///
     /// # Errors
     /// The error of the first key, in input order, that failed; see
@@ -280,7 +286,7 @@ impl<F: Fetcher> BatchFetcher<F> {
     /// unknown ones under one write lock.
     async fn lookup_all(&self, keys: &[F::Key]) -> Vec<Answer<F>> {
         let map = &self.inner.map;
-        let answers = map.try_lookup_all(keys);
+        let answers = map.lookup_all(keys).await;
         if answers.iter().all(Option::is_some) {
             return answers
                 .into_iter()

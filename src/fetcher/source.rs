@@ -40,8 +40,9 @@ use std::hash::Hash;
 pub trait Fetcher: Send + Sync + 'static {
     /// What a value is looked up by.
     type Key: Hash + Eq + Clone + Send + Sync + 'static;
-    /// What is fetched; every caller of a key gets a clone, so large values
-    /// are best wrapped in an `Arc`.
+    /// What is fetched; every caller of a key gets a clone, and the identity
+    /// map's clone is made under its lock, so large values are best wrapped
+    /// in an `Arc`.
     type Value: Clone + Send + Sync + 'static;
     /// Why a whole batch failed; shared by its callers through an `Arc`.
     type Error: std::error::Error + Send + Sync + 'static;
