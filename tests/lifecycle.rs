@@ -308,3 +308,33 @@ runtime_tests! {
         assert_eq!(answer, Err(LoadError::Closed));
     }
 }
+
+mod lead {
+    use super::*;
+
+    runtime_tests! {
+        /// With no delay, a lone load on an idle loader runs its batch on its
+        /// own task; if it is dropped mid-fetch, the rest of the batch is
+        /// spawned, so a caller that joined the key is still answered and
+        /// the key is fetched once.
+        async fn dropped_leader_hands_its_batch_over(rt: Rt) {
+            let (builder, probe) = builder(&rt);
+            let loader = builder.max_delay(Duration::ZERO).build().unwrap();
+            let gate = probe.close_gate().await;
+            let mut leader = Box::pin(loader.load(1));
+            // Polled on this task: it leads, yields once to let others
+            // join, then runs its fetch, which waits at the gate.
+            assert!(futures::poll!(leader.as_mut()).is_pending());
+            assert!(futures::poll!(leader.as_mut()).is_pending());
+            assert_eq!(probe.started().await, [1]);
+            let joiner = loader.clone();
+            let joiner = rt.spawn_polled(async move { joiner.load(1).await }).await;
+            drop(leader);
+            drop(gate);
+            let answer = within(Duration::from_secs(10), "the joiner", joiner).await;
+            assert_eq!(answer, Ok(10));
+            assert_eq!(probe.times_fetched(1), 1);
+            assert_eq!(loader.stats().batches, 1);
+        }
+    }
+}

@@ -3,18 +3,19 @@
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::pin::pin;
+use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{ready, Context, Poll};
 
-use async_channel::{Receiver, Sender, TryRecvError, TrySendError};
-use async_lock::Semaphore;
+use async_channel::{Receiver, Sender, TryRecvError, TrySendError, WeakReceiver, WeakSender};
+use async_lock::{Semaphore, SemaphoreGuardArc};
 use futures::future::{select, Either};
 use futures::FutureExt;
 use futures_timer::Delay;
 
 use super::BatchLimits;
-use crate::spawn::Spawner;
+use crate::spawn::{BoxFuture, Spawner};
 use crate::stats::Counters;
 use crate::trace::BatchSpan;
 
@@ -41,11 +42,14 @@ pub(crate) enum Refused<T> {
 
 /// The handle side of the core: push items, close, wait for the drain, or
 /// stop at once.
-pub(crate) struct Queue<T> {
-    items: Sender<T>,
+pub(crate) struct Queue<R: RunBatch> {
+    items: Sender<R::Item>,
+    dispatch: Arc<Dispatch<R>>,
+    /// Lets a caller run a batch itself without keeping the loader alive.
+    alive: WeakSender<()>,
     /// Closed by a forced shutdown, after `items`: wakes the collector.
     stop: Sender<()>,
-    forced: Arc<Forced<T>>,
+    forced: Arc<Forced<R::Item>>,
     /// Never receives: reports "closed" once the collector has exited.
     collector_done: Receiver<()>,
     /// Never receives: reports "closed" once the collector and every batch
@@ -53,9 +57,46 @@ pub(crate) struct Queue<T> {
     finished: Receiver<()>,
 }
 
-impl<T> Queue<T> {
+impl<R: RunBatch> Queue<R> {
+    /// Lets the caller run the next batch itself, starting with `item`, when
+    /// that is the fastest answer: the delay is zero, nothing is queued, no
+    /// other caller is leading and an in-flight slot is free. This skips two
+    /// task hops (to the collector, then to a batch task). Hands the item
+    /// back otherwise.
+    ///
+    /// The returned future yields once, so that loads polled alongside this
+    /// one (a `join_all`) queue up and join the batch, then runs it. If it is
+    /// dropped first, the batch is spawned instead, so every caller in it is
+    /// still answered.
+    pub(crate) fn try_lead(&self, item: R::Item) -> Result<Lead<R>, R::Item> {
+        let dispatch = &self.dispatch;
+        if !dispatch.limits.max_delay.is_zero() || !self.items.is_empty() || self.items.is_closed()
+        {
+            return Err(item);
+        }
+        if dispatch.leading.swap(true, Ordering::AcqRel) {
+            return Err(item);
+        }
+        let slot = dispatch.in_flight.try_acquire_arc();
+        let (alive, queued) = (self.alive.upgrade(), dispatch.queued.upgrade());
+        let (Some(permit), Some(alive), Some(queued)) = (slot, alive, queued) else {
+            dispatch.leading.store(false, Ordering::Release);
+            return Err(item);
+        };
+        Ok(Lead {
+            dispatch: dispatch.clone(),
+            state: LeadState::Gathering {
+                batch: vec![item],
+                permit,
+                alive,
+                queued,
+                yielded: false,
+            },
+        })
+    }
+
     /// Queues `item` if there is room, or hands it back.
-    pub(crate) fn push(&self, item: T) -> Result<(), Refused<T>> {
+    pub(crate) fn push(&self, item: R::Item) -> Result<(), Refused<R::Item>> {
         self.items.try_send(item).map_err(|error| match error {
             TrySendError::Full(item) => Refused::Full(item),
             TrySendError::Closed(item) => Refused::Closed(item),
@@ -63,7 +104,7 @@ impl<T> Queue<T> {
     }
 
     /// Queues `item`, waiting for room; hands it back if the queue closes.
-    pub(crate) async fn push_waiting(&self, item: T) -> Result<(), T> {
+    pub(crate) async fn push_waiting(&self, item: R::Item) -> Result<(), R::Item> {
         self.items
             .send(item)
             .await
@@ -80,7 +121,7 @@ impl<T> Queue<T> {
     /// Stops taking items and stops the collector at once. Returns what was
     /// queued and not yet dispatched; batches already running finish on
     /// their own.
-    pub(crate) async fn shutdown_now(&self) -> Vec<T> {
+    pub(crate) async fn shutdown_now(&self) -> Vec<R::Item> {
         // Registered before the collector can hand anything back.
         let claim = Claimant::new(&self.forced.handed_back);
         // Flag next, so a collector woken by the closing queue sees it.
@@ -146,7 +187,7 @@ pub(crate) fn start<R: RunBatch>(
     spawner: Arc<dyn Spawner>,
     counters: Arc<Counters>,
     label: Option<Arc<str>>,
-) -> Queue<R::Item> {
+) -> Queue<R> {
     let (items, queued) = match limits.max_queued {
         Some(capacity) => async_channel::bounded(capacity),
         None => async_channel::unbounded(),
@@ -161,15 +202,22 @@ pub(crate) fn start<R: RunBatch>(
             claimants: 0,
         }),
     });
-    let collector = Collector {
+    let dispatch = Arc::new(Dispatch {
         runner,
-        // Wrapped before the future exists, so even an unpolled collector
-        // that an executor drops answers what is queued.
-        queued: Intake(queued),
         limits,
         spawner: spawner.clone(),
         counters,
         label,
+        in_flight: Arc::new(Semaphore::new(limits.max_in_flight)),
+        leading: AtomicBool::new(false),
+        queued: queued.downgrade(),
+    });
+    let weak_alive = alive.downgrade();
+    let collector = Collector {
+        dispatch: dispatch.clone(),
+        // Wrapped before the future exists, so even an unpolled collector
+        // that an executor drops answers what is queued.
+        queued: Intake(queued),
         // Kept so that only an explicit stop closes the channel, not the
         // last handle going away (which drains gracefully instead).
         stop_keeper: stop.clone(),
@@ -181,6 +229,8 @@ pub(crate) fn start<R: RunBatch>(
     spawner.spawn(Box::pin(collector.run()));
     Queue {
         items,
+        dispatch,
+        alive: weak_alive,
         stop,
         forced,
         collector_done,
@@ -188,13 +238,127 @@ pub(crate) fn start<R: RunBatch>(
     }
 }
 
-struct Collector<R: RunBatch> {
+/// What starting a batch takes, shared by the collector and by callers
+/// that run a batch themselves.
+struct Dispatch<R: RunBatch> {
     runner: Arc<R>,
-    queued: Intake<R::Item>,
     limits: BatchLimits,
     spawner: Arc<dyn Spawner>,
     counters: Arc<Counters>,
     label: Option<Arc<str>>,
+    in_flight: Arc<Semaphore>,
+    /// Set while a caller gathers a batch it will run itself.
+    leading: AtomicBool,
+    /// The queue, for a leading caller to gather from while the collector
+    /// lives (weak, so that it never keeps a dead collector's queue open).
+    queued: WeakReceiver<R::Item>,
+}
+
+impl<R: RunBatch> Dispatch<R> {
+    /// The future of one batch: counted, traced, holding its in-flight slot
+    /// and the loader's liveness until it ends. A panic the layer did not
+    /// catch (a value's `Clone`, say) stays inside; the items it dropped
+    /// answer their callers.
+    fn batch(
+        &self,
+        batch: Vec<R::Item>,
+        permit: SemaphoreGuardArc,
+        alive: Sender<()>,
+    ) -> BoxFuture {
+        self.counters.record_batch(batch.len());
+        let span = BatchSpan::new(self.label.as_deref(), batch.len());
+        let run = span.instrument(self.runner.clone().run(batch, span.clone()));
+        Box::pin(async move {
+            let _ = AssertUnwindSafe(run).catch_unwind().await;
+            drop((permit, alive));
+        })
+    }
+}
+
+/// A batch run on the caller's task (see [`Queue::try_lead`]).
+pub(crate) struct Lead<R: RunBatch> {
+    dispatch: Arc<Dispatch<R>>,
+    state: LeadState<R::Item>,
+}
+
+enum LeadState<T> {
+    Gathering {
+        batch: Vec<T>,
+        permit: SemaphoreGuardArc,
+        alive: Sender<()>,
+        queued: Receiver<T>,
+        yielded: bool,
+    },
+    Running(BoxFuture),
+    Done,
+}
+
+impl<R: RunBatch> Lead<R> {
+    /// Takes what queued meanwhile into the batch and starts it.
+    fn start(&mut self) -> Option<BoxFuture> {
+        let LeadState::Gathering {
+            mut batch,
+            permit,
+            alive,
+            queued,
+            ..
+        } = std::mem::replace(&mut self.state, LeadState::Done)
+        else {
+            return None;
+        };
+        let dispatch = &self.dispatch;
+        fill(&mut batch, &queued, dispatch.limits.max_batch_size);
+        dispatch.leading.store(false, Ordering::Release);
+        Some(dispatch.batch(batch, permit, alive))
+    }
+}
+
+// Nothing in a `Lead` relies on being pinned: the batch future is boxed.
+impl<R: RunBatch> Unpin for Lead<R> {}
+
+impl<R: RunBatch> Future for Lead<R> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        if let LeadState::Gathering { yielded, .. } = &mut this.state {
+            if !*yielded {
+                *yielded = true;
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            let run = this.start().expect("gathering");
+            this.state = LeadState::Running(run);
+        }
+        let LeadState::Running(run) = &mut this.state else {
+            return Poll::Ready(());
+        };
+        ready!(run.as_mut().poll(cx));
+        this.state = LeadState::Done;
+        Poll::Ready(())
+    }
+}
+
+impl<R: RunBatch> Drop for Lead<R> {
+    fn drop(&mut self) {
+        // The caller gave up: the batch still answers everyone in it.
+        let run = match std::mem::replace(&mut self.state, LeadState::Done) {
+            LeadState::Running(run) => Some(run),
+            gathering @ LeadState::Gathering { .. } => {
+                self.state = gathering;
+                self.start()
+            }
+            LeadState::Done => None,
+        };
+        if let Some(run) = run {
+            self.dispatch.spawner.spawn(run);
+        }
+    }
+}
+
+struct Collector<R: RunBatch> {
+    dispatch: Arc<Dispatch<R>>,
+    queued: Intake<R::Item>,
     stop_keeper: Sender<()>,
     stopped: Receiver<()>,
     forced: Arc<Forced<R::Item>>,
@@ -204,7 +368,7 @@ struct Collector<R: RunBatch> {
 
 impl<R: RunBatch> Collector<R> {
     async fn run(self) {
-        let in_flight = Arc::new(Semaphore::new(self.limits.max_in_flight));
+        let dispatch = &self.dispatch;
         let mut batch = Vec::new();
         loop {
             // The batch lives out here, so a stop mid-gathering loses nothing.
@@ -218,27 +382,15 @@ impl<R: RunBatch> Collector<R> {
                 Some(false) => return, // closed and drained
                 Some(true) | None => return self.hand_back(batch).await,
             }
-            let permit =
-                match select(pin!(in_flight.acquire_arc()), pin!(self.stopped.recv())).await {
-                    Either::Left((permit, _)) if !self.is_forced() => permit,
-                    _ => return self.hand_back(batch).await,
-                };
+            let slot = dispatch.in_flight.acquire_arc();
+            let permit = match select(pin!(slot), pin!(self.stopped.recv())).await {
+                Either::Left((permit, _)) if !self.is_forced() => permit,
+                _ => return self.hand_back(batch).await,
+            };
             // Items that queued while every slot was busy join this batch.
-            fill(&mut batch, &self.queued, self.limits.max_batch_size);
-            self.counters.record_batch(batch.len());
-            let span = BatchSpan::new(self.label.as_deref(), batch.len());
-            let run = self
-                .runner
-                .clone()
-                .run(std::mem::take(&mut batch), span.clone());
-            let run = span.instrument(run);
-            let alive = self.alive.clone();
-            self.spawner.spawn(Box::pin(async move {
-                // A panic the layer did not catch (a value's `Clone`, say)
-                // stays in this task; the items it dropped answer their callers.
-                let _ = AssertUnwindSafe(run).catch_unwind().await;
-                drop((permit, alive));
-            }));
+            fill(&mut batch, &self.queued, dispatch.limits.max_batch_size);
+            let run = dispatch.batch(std::mem::take(&mut batch), permit, self.alive.clone());
+            dispatch.spawner.spawn(run);
         }
     }
 
@@ -256,11 +408,12 @@ impl<R: RunBatch> Collector<R> {
         // Started once, at the first item: later items never push it back.
         let mut deadline: Option<Delay> = None;
         loop {
-            fill(batch, &self.queued, self.limits.max_batch_size);
-            if batch.len() >= self.limits.max_batch_size || self.limits.max_delay.is_zero() {
+            let limits = &self.dispatch.limits;
+            fill(batch, &self.queued, limits.max_batch_size);
+            if batch.len() >= limits.max_batch_size || limits.max_delay.is_zero() {
                 return true;
             }
-            let timer = deadline.get_or_insert_with(|| Delay::new(self.limits.max_delay));
+            let timer = deadline.get_or_insert_with(|| Delay::new(limits.max_delay));
             match select(pin!(self.queued.recv()), timer).await {
                 Either::Left((Ok(item), _)) => batch.push(item),
                 // Closed and empty, or the delay is up: dispatch what we hold.
@@ -360,7 +513,7 @@ mod tests {
         spawned: mpsc::Receiver<BoxFuture>,
         recorder: Arc<Recorder>,
         release: Sender<()>,
-        queue: Queue<u32>,
+        queue: Queue<Recorder>,
     }
 
     impl Harness {
@@ -511,27 +664,17 @@ mod tests {
     }
 
     /// A queue whose collector never runs, to stand in for a moved one.
-    fn start_idle() -> Queue<u32> {
+    fn start_idle() -> Queue<Recorder> {
         let limits = BatchLimits {
             max_batch_size: 1,
             max_delay: Duration::ZERO,
             max_in_flight: 1,
             max_queued: None,
         };
-        start(
-            Arc::new(Idle),
-            limits,
-            Arc::new(|_| {}),
-            Arc::default(),
-            None,
-        )
-    }
-
-    struct Idle;
-
-    impl RunBatch for Idle {
-        type Item = u32;
-
-        async fn run(self: Arc<Self>, _: Vec<u32>, _: BatchSpan) {}
+        let recorder = Arc::new(Recorder {
+            batches: Mutex::default(),
+            release: async_channel::unbounded().1,
+        });
+        start(recorder, limits, Arc::new(|_| {}), Arc::default(), None)
     }
 }

@@ -5,5 +5,5 @@
 mod collector;
 mod settings;
 
-pub(crate) use collector::{start, Queue, Refused, RunBatch};
+pub(crate) use collector::{start, Lead, Queue, Refused, RunBatch};
 pub(crate) use settings::{shared_settings, BatchLimits, Settings};

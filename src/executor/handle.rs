@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use futures::channel::oneshot;
 
-use super::runner::Job;
+use super::runner::{ExecuteRunner, Job};
 use super::{Executor, ExecutorBuilder};
 use crate::core::{Queue, Refused};
 use crate::stats::Counters;
@@ -45,7 +45,7 @@ pub struct BatchExecutor<X: Executor> {
 }
 
 struct Inner<X: Executor> {
-    queue: Queue<Job<X>>,
+    queue: Queue<ExecuteRunner<X>>,
     counters: Arc<Counters>,
     label: Option<Arc<str>>,
 }
@@ -60,7 +60,7 @@ impl<X: Executor> BatchExecutor<X> {
     }
 
     pub(crate) fn from_parts(
-        queue: Queue<Job<X>>,
+        queue: Queue<ExecuteRunner<X>>,
         counters: Arc<Counters>,
         label: Option<Arc<str>>,
     ) -> Self {
@@ -81,9 +81,19 @@ impl<X: Executor> BatchExecutor<X> {
     /// [`ExecuteError::Panicked`] when its batch failed,
     /// [`ExecuteError::Closed`] when the executor closed first.
     pub async fn execute(&self, value: X::Value) -> Output<X> {
-        match self.enqueue(value).await {
-            Some(reply) => self.answer(reply).await,
-            None => Err(ExecuteError::Closed),
+        let (reply, answer) = oneshot::channel();
+        // On an idle executor with no delay, run the value on this task.
+        let job = match self.inner.queue.try_lead((value, Some(reply))) {
+            Ok(lead) => {
+                self.count_queued();
+                lead.await;
+                return self.answer(answer).await;
+            }
+            Err(job) => job,
+        };
+        match self.enqueue(job).await {
+            true => self.answer(answer).await,
+            false => Err(ExecuteError::Closed),
         }
     }
 
@@ -110,7 +120,8 @@ impl<X: Executor> BatchExecutor<X> {
         // Queue everything first so the values share batches.
         let mut replies = Vec::with_capacity(values.len());
         for value in values {
-            replies.push(self.enqueue(value).await);
+            let (reply, answer) = oneshot::channel();
+            replies.push(self.enqueue((value, Some(reply))).await.then_some(answer));
         }
         let mut results = Vec::with_capacity(replies.len());
         for reply in replies {
@@ -227,12 +238,11 @@ impl<X: Executor> BatchExecutor<X> {
         self.inner.label.as_deref()
     }
 
-    /// Queues `value` with a reply channel; `None` when closed.
-    async fn enqueue(&self, value: X::Value) -> Option<oneshot::Receiver<Output<X>>> {
-        let (reply, answer) = oneshot::channel();
+    /// Queues `job`; `false` when the executor is closed.
+    async fn enqueue(&self, job: Job<X>) -> bool {
         // Without waiting when there is room: `execute_many` then queues its
         // values back to back.
-        let queued = match self.inner.queue.push((value, Some(reply))) {
+        let queued = match self.inner.queue.push(job) {
             Ok(()) => Ok(()),
             Err(Refused::Full(job)) => self.inner.queue.push_waiting(job).await,
             Err(Refused::Closed(job)) => Err(job),
@@ -240,12 +250,12 @@ impl<X: Executor> BatchExecutor<X> {
         match queued {
             Ok(()) => {
                 self.count_queued();
-                Some(answer)
+                true
             }
             Err(_) => {
                 Counters::add(&self.inner.counters.rejected, 1);
                 Counters::add(&self.inner.counters.closed, 1);
-                None
+                false
             }
         }
     }

@@ -3,10 +3,10 @@
 use std::fmt;
 use std::sync::Arc;
 
-use super::runner::{Map, Ticket};
+use super::runner::{FetchRunner, Map};
 use super::{Fetcher, FetcherBuilder};
 use crate::cache::{Busy, Known, Outcome, Writer};
-use crate::core::{Queue, Refused};
+use crate::core::{Lead, Queue, Refused};
 use crate::stats::Counters;
 use crate::{LoadError, Stats};
 
@@ -45,7 +45,7 @@ pub struct BatchFetcher<F: Fetcher> {
 
 struct Inner<F: Fetcher> {
     map: Arc<Map<F>>,
-    queue: Queue<Ticket<F>>,
+    queue: Queue<FetchRunner<F>>,
     counters: Arc<Counters>,
     label: Option<Arc<str>>,
 }
@@ -62,7 +62,7 @@ impl<F: Fetcher> BatchFetcher<F> {
 
     pub(crate) fn from_parts(
         map: Arc<Map<F>>,
-        queue: Queue<Ticket<F>>,
+        queue: Queue<FetchRunner<F>>,
         counters: Arc<Counters>,
         label: Option<Arc<str>>,
     ) -> Self {
@@ -99,7 +99,14 @@ impl<F: Fetcher> BatchFetcher<F> {
                 return outcome;
             }
             Some(known) => self.counted(known),
-            None => self.lookup_or_queue(&mut map.writer().await, &key),
+            None => {
+                let (answer, lead) = self.lookup_or_queue(&mut map.writer().await, &key, true);
+                // Run outside the map's lock: the batch takes it to deliver.
+                if let Some(lead) = lead {
+                    lead.await;
+                }
+                answer
+            }
         };
         self.finish(&key, answer).await
     }
@@ -299,33 +306,48 @@ impl<F: Fetcher> BatchFetcher<F> {
         answers
             .map(|(key, known)| match known {
                 Some(known) => self.counted(known),
-                None => self.lookup_or_queue(&mut writer, key),
+                None => self.lookup_or_queue(&mut writer, key, false).0,
             })
             .collect()
     }
 
     /// With the write lock held: the key's answer, or a fetch queued for it.
+    /// With the write lock held: the key's answer, or a fetch queued for it.
+    /// With `lead`, a lone key on an idle loader is not queued but returned
+    /// as a batch for the caller to run (see `Queue::try_lead`).
     fn lookup_or_queue(
         &self,
         writer: &mut Writer<'_, F::Key, F::Value, F::Error>,
         key: &F::Key,
-    ) -> Answer<F> {
+        lead: bool,
+    ) -> (Answer<F>, Option<Lead<FetchRunner<F>>>) {
         let counters = &self.inner.counters;
-        match writer.claim(key) {
-            Ok(known) => self.counted(known),
-            Err(claim) => match self.inner.queue.push((key.clone(), claim.resolver)) {
-                Ok(()) => {
+        let claim = match writer.claim(key) {
+            Ok(known) => return (self.counted(known), None),
+            Err(claim) => claim,
+        };
+        let mut ticket = (key.clone(), claim.resolver);
+        if lead {
+            match self.inner.queue.try_lead(ticket) {
+                Ok(lead) => {
                     Counters::add(&counters.queued, 1);
-                    Known::Join(claim.promise)
+                    return (Known::Join(claim.promise), Some(lead));
                 }
-                // The queue is unbounded, so only a closed loader refuses.
-                Err(Refused::Closed(_) | Refused::Full(_)) => {
-                    Counters::add(&counters.rejected, 1);
-                    Counters::add(&counters.closed, 1);
-                    writer.forget(key, &claim.promise);
-                    Known::Done(Err(LoadError::Closed))
-                }
-            },
+                Err(refused) => ticket = refused,
+            }
+        }
+        match self.inner.queue.push(ticket) {
+            Ok(()) => {
+                Counters::add(&counters.queued, 1);
+                (Known::Join(claim.promise), None)
+            }
+            // The queue is unbounded, so only a closed loader refuses.
+            Err(Refused::Closed(_) | Refused::Full(_)) => {
+                Counters::add(&counters.rejected, 1);
+                Counters::add(&counters.closed, 1);
+                writer.forget(key, &claim.promise);
+                (Known::Done(Err(LoadError::Closed)), None)
+            }
         }
     }
 
