@@ -2,7 +2,8 @@
 //!
 //! A loader starts two kinds of detached work: one collector task that forms
 //! batches, and one task per batch fetch. Both go through [`Spawner`], so the
-//! crate itself never names a runtime.
+//! crate itself never names a runtime. (With `max_delay(ZERO)`, a request on
+//! an idle loader runs its batch on the caller's task instead.)
 
 #[cfg(feature = "async-std")]
 mod async_std;
