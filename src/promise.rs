@@ -105,42 +105,65 @@ impl<T> Drop for Resolver<T> {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner),
         );
-        wakers
-            .first
-            .into_iter()
-            .chain(wakers.more)
-            .for_each(Waker::wake);
+        wakers.wake_all();
     }
 }
 
-/// The wakers of a promise's waiters. Most promises have one waiter, so the
-/// first is stored inline and costs no allocation.
+/// The wakers of a promise's waiters, one slot per waiter. Most promises
+/// have one waiter, so slot 0 is stored inline and costs no allocation. A
+/// waiter that goes away frees its slot for the next one, so waiters that
+/// come and go (a load raced against a timeout, in a loop) do not pile up.
 #[derive(Default)]
 struct Wakers {
     first: Option<Waker>,
-    more: Vec<Waker>,
+    more: Vec<Option<Waker>>,
+    /// Freed slots of `more`, reused before it grows.
+    free: Vec<usize>,
 }
 
 impl Wakers {
     /// Stores `waker` in `slot` (or a new slot) and returns the slot.
     fn register(&mut self, slot: Option<usize>, waker: &Waker) -> usize {
+        let slot = slot.unwrap_or_else(|| self.vacant_slot());
         let stored = match slot {
-            None if self.first.is_none() => {
-                self.first = Some(waker.clone());
-                return 0;
-            }
-            None => {
-                self.more.push(waker.clone());
-                return self.more.len();
-            }
-            Some(0) => self.first.as_mut(),
-            Some(index) => self.more.get_mut(index - 1),
+            0 => &mut self.first,
+            index => &mut self.more[index - 1],
         };
         match stored {
-            Some(stored) if !stored.will_wake(waker) => *stored = waker.clone(),
-            _ => {}
+            Some(stored) if stored.will_wake(waker) => {}
+            _ => *stored = Some(waker.clone()),
         }
-        slot.unwrap_or_default()
+        slot
+    }
+
+    fn vacant_slot(&mut self) -> usize {
+        if self.first.is_none() {
+            return 0;
+        }
+        if let Some(index) = self.free.pop() {
+            return index + 1;
+        }
+        self.more.push(None);
+        self.more.len()
+    }
+
+    fn release(&mut self, slot: usize) {
+        match slot {
+            0 => self.first = None,
+            index => {
+                if let Some(stored) = self.more.get_mut(index - 1) {
+                    *stored = None;
+                    self.free.push(index - 1);
+                }
+            }
+        }
+    }
+
+    fn wake_all(self) {
+        self.first
+            .into_iter()
+            .chain(self.more.into_iter().flatten())
+            .for_each(Waker::wake);
     }
 }
 
@@ -170,6 +193,21 @@ impl<T: Clone> Future for Wait<T> {
         }
         this.slot = Some(wakers.register(this.slot, cx.waker()));
         Poll::Pending
+    }
+}
+
+impl<T> Drop for Wait<T> {
+    fn drop(&mut self) {
+        if let Some(slot) = self.slot {
+            let shared = &self.promise.shared;
+            if shared.answer.get().is_none() {
+                shared
+                    .wakers
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .release(slot);
+            }
+        }
     }
 }
 
@@ -207,6 +245,24 @@ mod tests {
         resolver.answer(2);
         drop(resolver);
         assert_eq!(futures::executor::block_on(promise.wait()), Some(1));
+    }
+
+    #[test]
+    fn departed_waiters_free_their_slots() {
+        let (_resolver, promise) = promise::<u32>();
+        let mut kept = promise.wait();
+        assert!(kept.poll_unpin(&mut noop_context()).is_pending());
+        for _ in 0..1_000 {
+            let mut passing = promise.wait();
+            assert!(passing.poll_unpin(&mut noop_context()).is_pending());
+        }
+        let wakers = promise.shared.wakers.lock().unwrap();
+        assert!(wakers.first.is_some());
+        assert_eq!(
+            wakers.more.len(),
+            1,
+            "one slot, reused by every passing waiter"
+        );
     }
 
     fn noop_context() -> Context<'static> {
