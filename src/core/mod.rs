@@ -1,9 +1,13 @@
 //! The one batch core: a queue feeding a collector task that forms batches
-//! and starts them. The fetcher and, later, the executor are thin layers that
+//! and starts them. The fetcher and the executor are thin layers that
 //! say what a batch *does* ([`RunBatch`]); when and how big are decided here.
 
 mod collector;
+mod dispatch;
+mod forced;
+mod queue;
 mod settings;
 
-pub(crate) use collector::{start, Lead, Queue, Refused, RunBatch};
+pub(crate) use dispatch::Lead;
+pub(crate) use queue::{start, Queue, Refused, RunBatch};
 pub(crate) use settings::{shared_settings, BatchLimits, Settings};

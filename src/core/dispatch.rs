@@ -1,0 +1,137 @@
+//! Starting a batch: counted, traced, holding its in-flight slot. Used by the
+//! collector, and by a caller that runs a batch on its own task (a [`Lead`]).
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use async_channel::{Receiver, Sender, WeakReceiver};
+use async_lock::{Semaphore, SemaphoreGuardArc};
+use futures::FutureExt;
+
+use super::collector::fill;
+use super::{BatchLimits, RunBatch};
+use crate::spawn::{BoxFuture, Spawner};
+use crate::stats::Counters;
+use crate::trace::BatchSpan;
+
+/// What starting a batch takes, shared by the collector and by callers
+/// that run a batch themselves.
+pub(super) struct Dispatch<R: RunBatch> {
+    pub(super) runner: Arc<R>,
+    pub(super) limits: BatchLimits,
+    pub(super) spawner: Arc<dyn Spawner>,
+    pub(super) counters: Arc<Counters>,
+    pub(super) label: Option<Arc<str>>,
+    pub(super) in_flight: Arc<Semaphore>,
+    /// Set while a caller gathers a batch it will run itself.
+    pub(super) leading: AtomicBool,
+    /// The queue, for a leading caller to gather from while the collector
+    /// lives (weak, so that it never keeps a dead collector's queue open).
+    pub(super) queued: WeakReceiver<R::Item>,
+}
+
+impl<R: RunBatch> Dispatch<R> {
+    /// The future of one batch: counted, traced, holding its in-flight slot
+    /// and the loader's liveness until it ends. A panic the layer did not
+    /// catch (a value's `Clone`, say) stays inside; the items it dropped
+    /// answer their callers.
+    pub(super) fn batch(
+        &self,
+        batch: Vec<R::Item>,
+        permit: SemaphoreGuardArc,
+        alive: Sender<()>,
+    ) -> BoxFuture {
+        self.counters.record_batch(batch.len());
+        let span = BatchSpan::new(self.label.as_deref(), batch.len());
+        let run = span.instrument(self.runner.clone().run(batch, span.clone()));
+        Box::pin(async move {
+            let _ = AssertUnwindSafe(run).catch_unwind().await;
+            drop((permit, alive));
+        })
+    }
+}
+
+/// A batch run on the caller's task (see [`Queue::try_lead`]).
+pub(crate) struct Lead<R: RunBatch> {
+    pub(super) dispatch: Arc<Dispatch<R>>,
+    pub(super) state: LeadState<R::Item>,
+}
+
+pub(super) enum LeadState<T> {
+    Gathering {
+        batch: Vec<T>,
+        permit: SemaphoreGuardArc,
+        alive: Sender<()>,
+        queued: Receiver<T>,
+        yielded: bool,
+    },
+    Running(BoxFuture),
+    Done,
+}
+
+impl<R: RunBatch> Lead<R> {
+    /// Takes what queued meanwhile into the batch and starts it.
+    fn start(&mut self) -> Option<BoxFuture> {
+        let LeadState::Gathering {
+            mut batch,
+            permit,
+            alive,
+            queued,
+            ..
+        } = std::mem::replace(&mut self.state, LeadState::Done)
+        else {
+            return None;
+        };
+        let dispatch = &self.dispatch;
+        fill(&mut batch, &queued, dispatch.limits.max_batch_size);
+        dispatch.leading.store(false, Ordering::Release);
+        Some(dispatch.batch(batch, permit, alive))
+    }
+}
+
+// Nothing in a `Lead` relies on being pinned: the batch future is boxed.
+impl<R: RunBatch> Unpin for Lead<R> {}
+
+impl<R: RunBatch> Future for Lead<R> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        if let LeadState::Gathering { yielded, .. } = &mut this.state {
+            if !*yielded {
+                *yielded = true;
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            let run = this.start().expect("gathering");
+            this.state = LeadState::Running(run);
+        }
+        let LeadState::Running(run) = &mut this.state else {
+            return Poll::Ready(());
+        };
+        ready!(run.as_mut().poll(cx));
+        this.state = LeadState::Done;
+        Poll::Ready(())
+    }
+}
+
+impl<R: RunBatch> Drop for Lead<R> {
+    fn drop(&mut self) {
+        // The caller gave up: the batch still answers everyone in it.
+        let run = match std::mem::replace(&mut self.state, LeadState::Done) {
+            LeadState::Running(run) => Some(run),
+            gathering @ LeadState::Gathering { .. } => {
+                self.state = gathering;
+                self.start()
+            }
+            LeadState::Done => None,
+        };
+        if let Some(run) = run {
+            self.dispatch.spawner.spawn(run);
+        }
+    }
+}

@@ -1,0 +1,193 @@
+//! The handle side of the core: the queue callers push into, the wiring that
+//! starts a collector behind it, and the trait the layers implement.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_channel::{Receiver, Sender, TrySendError, WeakSender};
+use async_lock::Semaphore;
+
+use super::collector::{Collector, Intake};
+use super::dispatch::{Dispatch, Lead, LeadState};
+use super::forced::{Claimant, Forced, HandBack};
+use super::BatchLimits;
+use crate::spawn::Spawner;
+use crate::stats::Counters;
+use crate::trace::BatchSpan;
+
+/// What a batch does; implemented by the fetcher and executor layers.
+///
+/// `run` must answer every item's caller, or drop the item so that its drop
+/// answers `Closed`: the core never looks inside items.
+pub(crate) trait RunBatch: Send + Sync + 'static {
+    type Item: Send + 'static;
+
+    fn run(
+        self: Arc<Self>,
+        batch: Vec<Self::Item>,
+        span: BatchSpan,
+    ) -> impl Future<Output = ()> + Send + 'static;
+}
+
+/// Why an item was not queued; the item comes back.
+#[derive(Debug)]
+pub(crate) enum Refused<T> {
+    Full(T),
+    Closed(T),
+}
+
+/// The handle side of the core: push items, close, wait for the drain, or
+/// stop at once.
+pub(crate) struct Queue<R: RunBatch> {
+    items: Sender<R::Item>,
+    dispatch: Arc<Dispatch<R>>,
+    /// Lets a caller run a batch itself without keeping the loader alive.
+    alive: WeakSender<()>,
+    /// Closed by a forced shutdown, after `items`: wakes the collector.
+    stop: Sender<()>,
+    forced: Arc<Forced<R::Item>>,
+    /// Never receives: reports "closed" once the collector has exited.
+    collector_done: Receiver<()>,
+    /// Never receives: reports "closed" once the collector and every batch
+    /// task it started have dropped their senders, i.e. all work is done.
+    finished: Receiver<()>,
+}
+
+impl<R: RunBatch> Queue<R> {
+    /// Lets the caller run the next batch itself, starting with `item`, when
+    /// that is the fastest answer: the delay is zero, nothing is queued, no
+    /// other caller is leading and an in-flight slot is free. This skips two
+    /// task hops (to the collector, then to a batch task). Hands the item
+    /// back otherwise.
+    ///
+    /// The returned future yields once, so that loads polled alongside this
+    /// one (a `join_all`) queue up and join the batch, then runs it. If it is
+    /// dropped first, the batch is spawned instead, so every caller in it is
+    /// still answered.
+    pub(crate) fn try_lead(&self, item: R::Item) -> Result<Lead<R>, R::Item> {
+        let dispatch = &self.dispatch;
+        if !dispatch.limits.max_delay.is_zero() || !self.items.is_empty() || self.items.is_closed()
+        {
+            return Err(item);
+        }
+        if dispatch.leading.swap(true, Ordering::AcqRel) {
+            return Err(item);
+        }
+        let slot = dispatch.in_flight.try_acquire_arc();
+        let (alive, queued) = (self.alive.upgrade(), dispatch.queued.upgrade());
+        let (Some(permit), Some(alive), Some(queued)) = (slot, alive, queued) else {
+            dispatch.leading.store(false, Ordering::Release);
+            return Err(item);
+        };
+        Ok(Lead {
+            dispatch: dispatch.clone(),
+            state: LeadState::Gathering {
+                batch: vec![item],
+                permit,
+                alive,
+                queued,
+                yielded: false,
+            },
+        })
+    }
+
+    /// Queues `item` if there is room, or hands it back.
+    pub(crate) fn push(&self, item: R::Item) -> Result<(), Refused<R::Item>> {
+        self.items.try_send(item).map_err(|error| match error {
+            TrySendError::Full(item) => Refused::Full(item),
+            TrySendError::Closed(item) => Refused::Closed(item),
+        })
+    }
+
+    /// Queues `item`, waiting for room; hands it back if the queue closes.
+    pub(crate) async fn push_waiting(&self, item: R::Item) -> Result<(), R::Item> {
+        self.items
+            .send(item)
+            .await
+            .map_err(|error| error.into_inner())
+    }
+
+    /// Stops taking items, then waits until everything queued has been
+    /// dispatched and every batch has finished.
+    pub(crate) async fn close(&self) {
+        self.items.close();
+        let _ = self.finished.recv().await;
+    }
+
+    /// Stops taking items and stops the collector at once. Returns what was
+    /// queued and not yet dispatched; batches already running finish on
+    /// their own.
+    pub(crate) async fn shutdown_now(&self) -> Vec<R::Item> {
+        // Registered before the collector can hand anything back.
+        let claim = Claimant::new(&self.forced.handed_back);
+        // Flag next, so a collector woken by the closing queue sees it.
+        self.forced.requested.store(true, Ordering::SeqCst);
+        self.items.close();
+        self.stop.close();
+        let _ = self.collector_done.recv().await;
+        claim.take()
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.items.is_closed()
+    }
+}
+
+/// Starts the collector for `runner` on `spawner`.
+pub(crate) fn start<R: RunBatch>(
+    runner: Arc<R>,
+    limits: BatchLimits,
+    spawner: Arc<dyn Spawner>,
+    counters: Arc<Counters>,
+    label: Option<Arc<str>>,
+) -> Queue<R> {
+    let (items, queued) = match limits.max_queued {
+        Some(capacity) => async_channel::bounded(capacity),
+        None => async_channel::unbounded(),
+    };
+    let (stop, stopped) = async_channel::bounded(1);
+    let (collector_alive, collector_done) = async_channel::bounded(1);
+    let (alive, finished) = async_channel::bounded(1);
+    let forced = Arc::new(Forced {
+        requested: AtomicBool::new(false),
+        handed_back: Mutex::new(HandBack {
+            items: Vec::new(),
+            claimants: 0,
+        }),
+    });
+    let dispatch = Arc::new(Dispatch {
+        runner,
+        limits,
+        spawner: spawner.clone(),
+        counters,
+        label,
+        in_flight: Arc::new(Semaphore::new(limits.max_in_flight)),
+        leading: AtomicBool::new(false),
+        queued: queued.downgrade(),
+    });
+    let weak_alive = alive.downgrade();
+    let collector = Collector {
+        dispatch: dispatch.clone(),
+        // Wrapped before the future exists, so even an unpolled collector
+        // that an executor drops answers what is queued.
+        queued: Intake(queued),
+        // Kept so that only an explicit stop closes the channel, not the
+        // last handle going away (which drains gracefully instead).
+        stop_keeper: stop.clone(),
+        stopped,
+        forced: forced.clone(),
+        alive,
+        _collector_alive: collector_alive,
+    };
+    spawner.spawn(Box::pin(collector.run()));
+    Queue {
+        items,
+        dispatch,
+        alive: weak_alive,
+        stop,
+        forced,
+        collector_done,
+        finished,
+    }
+}
