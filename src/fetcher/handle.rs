@@ -7,6 +7,7 @@ use super::runner::{FetchRunner, Map};
 use super::{Fetcher, FetcherBuilder};
 use crate::cache::{Busy, Known, Outcome, Writer};
 use crate::core::{Lead, Queue, Refused};
+use crate::promise::Promise;
 use crate::stats::Counters;
 use crate::{LoadError, Stats};
 
@@ -86,18 +87,35 @@ impl<F: Fetcher> BatchFetcher<F> {
     /// [`LoadError::Fetch`] or [`LoadError::Panicked`] when its batch failed,
     /// [`LoadError::Closed`] when the loader closed first.
     pub async fn load(&self, key: F::Key) -> Result<F> {
-        // The hot path: a read lock taken without waiting, no channel, and
-        // an answer returned without entering any further future.
-        let map = &self.inner.map;
-        let found = match map.try_lookup(&key) {
+        // The hot path: a read lock taken without waiting, no channel. The
+        // paths that wait for a lock are boxed, so that the future of a hit
+        // or a join stays small (`join_all` and spawned tasks move it).
+        let found = match self.inner.map.try_lookup(&key) {
             Ok(found) => found,
-            Err(Busy) => map.read_lookup(&key).await,
+            Err(Busy) => return Box::pin(self.load_contended(key, true)).await,
         };
-        let answer = match found {
+        match found {
             Some(Known::Done(outcome)) => {
                 Counters::add(&self.inner.counters.cache_hits, 1);
-                return outcome;
+                outcome
             }
+            Some(Known::Join(promise)) => {
+                Counters::add(&self.inner.counters.joins, 1);
+                self.wait(&key, promise).await
+            }
+            None => Box::pin(self.load_contended(key, false)).await,
+        }
+    }
+
+    /// [`load`](Self::load) when the read lock was busy (`busy`), or the key
+    /// is unknown and must be claimed under the write lock.
+    async fn load_contended(&self, key: F::Key, busy: bool) -> Result<F> {
+        let map = &self.inner.map;
+        let found = match busy {
+            true => map.read_lookup(&key).await,
+            false => None,
+        };
+        let answer = match found {
             Some(known) => self.counted(known),
             None => {
                 let (answer, lead) = self.lookup_or_queue(&mut map.writer().await, &key, true);
@@ -362,20 +380,26 @@ impl<F: Fetcher> BatchFetcher<F> {
     }
 
     async fn finish(&self, key: &F::Key, answer: Answer<F>) -> Result<F> {
-        let promise = match answer {
-            Known::Done(outcome) => return outcome,
-            Known::Join(promise) => promise,
-        };
+        match answer {
+            Known::Done(outcome) => outcome,
+            Known::Join(promise) => self.wait(key, promise).await,
+        }
+    }
+
+    async fn wait(&self, key: &F::Key, promise: Promise<Result<F>>) -> Result<F> {
         match promise.wait().await {
             Some(outcome) => outcome,
-            None => {
-                // The batch was dropped unanswered (its executor shut down):
-                // drop the stale entry so a later load fetches again.
-                Counters::add(&self.inner.counters.closed, 1);
-                self.inner.map.writer().await.forget(key, &promise);
-                Err(LoadError::Closed)
-            }
+            None => Box::pin(self.abandoned(key, promise)).await,
         }
+    }
+
+    /// The batch was dropped unanswered (its executor shut down): drop the
+    /// stale entry so a later load fetches again.
+    #[cold]
+    async fn abandoned(&self, key: &F::Key, promise: Promise<Result<F>>) -> Result<F> {
+        Counters::add(&self.inner.counters.closed, 1);
+        self.inner.map.writer().await.forget(key, &promise);
+        Err(LoadError::Closed)
     }
 }
 
