@@ -59,7 +59,9 @@ impl<X: Executor> ExecutorBuilder<X> {
     /// Called with every failed batch that held submitted values, with those
     /// values, so fire-and-forget work is never lost silently. Without it, a
     /// failure is written to standard error. Runs on the batch's task: keep
-    /// it short (send the failure to a channel for slow handling).
+    /// it short (send the failure to a channel for slow handling). Work the
+    /// runtime itself drops (shut down with batches pending) never reaches
+    /// a handler: call `close` or `shutdown_now` before stopping the runtime.
     pub fn on_error(
         mut self,
         handler: impl Fn(BatchFailure<X::Value, X::Error>) + Send + Sync + 'static,
