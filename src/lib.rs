@@ -84,6 +84,7 @@ mod core;
 mod error;
 mod executor;
 mod fetcher;
+mod maybe_send;
 mod promise;
 mod spawn;
 mod stats;
@@ -92,6 +93,7 @@ mod trace;
 pub use error::{BuildError, ExecuteError, LoadError, SpawnerError, SubmitError};
 pub use executor::{BatchExecutor, BatchFailure, Executor, ExecutorBuilder};
 pub use fetcher::{BatchFetcher, Fetcher, FetcherBuilder, Values};
+pub use maybe_send::{MaybeSend, MaybeSync};
 pub use spawn::{BoxFuture, Spawner};
 pub use stats::Stats;
 
@@ -106,3 +108,5 @@ struct ReadmeDoctests;
 pub use spawn::SmolSpawner;
 #[cfg(feature = "tokio")]
 pub use spawn::TokioSpawner;
+#[cfg(target_arch = "wasm32")]
+pub use spawn::WasmSpawner;

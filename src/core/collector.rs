@@ -161,7 +161,7 @@ mod tests {
             self: Arc<Self>,
             batch: Vec<u32>,
             _: BatchSpan,
-        ) -> impl Future<Output = ()> + Send + 'static {
+        ) -> impl Future<Output = ()> + crate::MaybeSend + 'static {
             self.batches.lock().unwrap().push(batch);
             async move {
                 let _ = self.release.recv().await;

@@ -15,19 +15,21 @@ use super::BatchLimits;
 use crate::spawn::Spawner;
 use crate::stats::Counters;
 use crate::trace::BatchSpan;
+use crate::MaybeSend;
+use crate::MaybeSync;
 
 /// What a batch does; implemented by the fetcher and executor layers.
 ///
 /// `run` must answer every item's caller, or drop the item so that its drop
 /// answers `Closed`: the core never looks inside items.
-pub(crate) trait RunBatch: Send + Sync + 'static {
-    type Item: Send + 'static;
+pub(crate) trait RunBatch: MaybeSend + MaybeSync + 'static {
+    type Item: MaybeSend + 'static;
 
     fn run(
         self: Arc<Self>,
         batch: Vec<Self::Item>,
         span: BatchSpan,
-    ) -> impl Future<Output = ()> + Send + 'static;
+    ) -> impl Future<Output = ()> + MaybeSend + 'static;
 }
 
 /// Why an item was not queued; the item comes back.

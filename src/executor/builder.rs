@@ -7,7 +7,7 @@ use super::runner::{ExecuteRunner, FailureHandler};
 use super::{BatchExecutor, BatchFailure, Executor};
 use crate::core::{self, shared_settings, Settings};
 use crate::stats::Counters;
-use crate::BuildError;
+use crate::{BuildError, MaybeSend, MaybeSync};
 
 /// Settings for a [`BatchExecutor`], from [`BatchExecutor::builder`].
 ///
@@ -64,7 +64,7 @@ impl<X: Executor> ExecutorBuilder<X> {
     /// a handler: call `close` or `shutdown_now` before stopping the runtime.
     pub fn on_error(
         mut self,
-        handler: impl Fn(BatchFailure<X::Value, X::Error>) + Send + Sync + 'static,
+        handler: impl Fn(BatchFailure<X::Value, X::Error>) + MaybeSend + MaybeSync + 'static,
     ) -> Self {
         self.on_error = Some(Arc::new(handler));
         self

@@ -23,8 +23,13 @@ pub(crate) type Reply<X> =
 pub(crate) type Job<X> = (<X as Executor>::Value, Option<Reply<X>>);
 
 /// Receives the failures of batches holding submitted values.
+#[cfg(not(target_arch = "wasm32"))]
 pub(crate) type FailureHandler<X> =
     Arc<dyn Fn(BatchFailure<<X as Executor>::Value, <X as Executor>::Error>) + Send + Sync>;
+/// Receives the failures of batches holding submitted values.
+#[cfg(target_arch = "wasm32")]
+pub(crate) type FailureHandler<X> =
+    Arc<dyn Fn(BatchFailure<<X as Executor>::Value, <X as Executor>::Error>)>;
 
 /// A failed batch's submitted values, handed to the builder's `on_error`
 /// so that no fire-and-forget value is lost silently.

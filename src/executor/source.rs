@@ -2,6 +2,8 @@
 
 use std::future::Future;
 
+use crate::{MaybeSend, MaybeSync};
+
 /// Runs a batch of values in one backend call: an `INSERT` of many rows, one
 /// bulk API request, one flush of a log file.
 ///
@@ -30,17 +32,17 @@ use std::future::Future;
 /// }
 /// # let _ = LogWriter;
 /// ```
-pub trait Executor: Send + Sync + 'static {
+pub trait Executor: MaybeSend + MaybeSync + 'static {
     /// What is executed, for example a row to insert.
-    type Value: Send + Sync + 'static;
+    type Value: MaybeSend + MaybeSync + 'static;
     /// What each value's caller gets back, for example the new row's id.
-    type Output: Send + 'static;
+    type Output: MaybeSend + 'static;
     /// Why a whole batch failed; shared by its callers through an `Arc`.
-    type Error: std::error::Error + Send + Sync + 'static;
+    type Error: std::error::Error + MaybeSend + MaybeSync + 'static;
 
     /// Executes `values` in one call, returning one output per value, in order.
     fn execute(
         &self,
         values: &[Self::Value],
-    ) -> impl Future<Output = Result<Vec<Self::Output>, Self::Error>> + Send;
+    ) -> impl Future<Output = Result<Vec<Self::Output>, Self::Error>> + MaybeSend;
 }

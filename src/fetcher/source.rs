@@ -3,6 +3,8 @@
 use std::future::Future;
 use std::hash::Hash;
 
+use crate::{MaybeSend, MaybeSync};
+
 /// Fetches a batch of keys in one backend call.
 ///
 /// `fetch` is given distinct keys (never more than the loader's
@@ -37,22 +39,22 @@ use std::hash::Hash;
 /// }
 /// # let _ = Squares;
 /// ```
-pub trait Fetcher: Send + Sync + 'static {
+pub trait Fetcher: MaybeSend + MaybeSync + 'static {
     /// What a value is looked up by.
-    type Key: Hash + Eq + Clone + Send + Sync + 'static;
+    type Key: Hash + Eq + Clone + MaybeSend + MaybeSync + 'static;
     /// What is fetched; every caller of a key gets a clone, and the identity
     /// map's clone is made under its lock, so large values are best wrapped
     /// in an `Arc`.
-    type Value: Clone + Send + Sync + 'static;
+    type Value: Clone + MaybeSend + MaybeSync + 'static;
     /// Why a whole batch failed; shared by its callers through an `Arc`.
-    type Error: std::error::Error + Send + Sync + 'static;
+    type Error: std::error::Error + MaybeSend + MaybeSync + 'static;
 
     /// Fetches `keys` in one call, delivering what was found into `values`.
     fn fetch(
         &self,
         keys: &[Self::Key],
         values: &mut Values<Self::Key, Self::Value>,
-    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+    ) -> impl Future<Output = Result<(), Self::Error>> + MaybeSend;
 }
 
 /// Where a [`Fetcher`] puts the values it found.

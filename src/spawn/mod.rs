@@ -11,6 +11,8 @@ mod async_std;
 mod smol;
 #[cfg(feature = "tokio")]
 mod tokio;
+#[cfg(target_arch = "wasm32")]
+mod wasm;
 
 #[cfg(feature = "async-std")]
 #[cfg_attr(docsrs, doc(cfg(feature = "async-std")))]
@@ -21,12 +23,21 @@ pub use self::smol::SmolSpawner;
 #[cfg(feature = "tokio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub use self::tokio::TokioSpawner;
+#[cfg(target_arch = "wasm32")]
+pub use self::wasm::WasmSpawner;
 
 use std::sync::Arc;
 
-/// A boxed, `Send`, `'static` future producing `()`: the unit of work a
-/// [`Spawner`] starts.
+use crate::{MaybeSend, MaybeSync};
+
+/// A boxed `'static` future producing `()`: the unit of work a [`Spawner`]
+/// starts. `Send` on native targets; on wasm32 it need not be.
+#[cfg(not(target_arch = "wasm32"))]
 pub type BoxFuture = futures::future::BoxFuture<'static, ()>;
+/// A boxed `'static` future producing `()`: the unit of work a [`Spawner`]
+/// starts. `Send` on native targets; on wasm32 it need not be.
+#[cfg(target_arch = "wasm32")]
+pub type BoxFuture = futures::future::LocalBoxFuture<'static, ()>;
 
 /// Starts a future detached on some executor.
 ///
@@ -48,14 +59,14 @@ pub type BoxFuture = futures::future::BoxFuture<'static, ()>;
 /// spawner.spawn(Box::pin(async move { tx.send(42).unwrap() }));
 /// assert_eq!(futures::executor::block_on(rx), Ok(42));
 /// ```
-pub trait Spawner: Send + Sync + 'static {
+pub trait Spawner: MaybeSend + MaybeSync + 'static {
     /// Starts `future` and returns at once without waiting for it.
     fn spawn(&self, future: BoxFuture);
 }
 
 impl<F> Spawner for F
 where
-    F: Fn(BoxFuture) + Send + Sync + 'static,
+    F: Fn(BoxFuture) + MaybeSend + MaybeSync + 'static,
 {
     fn spawn(&self, future: BoxFuture) {
         self(future)
@@ -63,13 +74,18 @@ where
 }
 
 /// The spawner a loader uses when the builder was given none: smol's global
-/// executor when the `smol` feature is on (native targets), otherwise none.
+/// executor when the `smol` feature is on (native targets), the JavaScript
+/// event loop on wasm32, otherwise none.
 pub(crate) fn default_spawner() -> Option<Arc<dyn Spawner>> {
     #[cfg(all(feature = "smol", not(target_arch = "wasm32")))]
     {
         Some(Arc::new(SmolSpawner::global()))
     }
-    #[cfg(not(all(feature = "smol", not(target_arch = "wasm32"))))]
+    #[cfg(target_arch = "wasm32")]
+    {
+        Some(Arc::new(WasmSpawner))
+    }
+    #[cfg(not(any(feature = "smol", target_arch = "wasm32")))]
     {
         None
     }
