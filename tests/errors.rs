@@ -1,5 +1,7 @@
 //! Typed errors: failed and panicking fetches, `NotFound`, per-key results,
 //! build validation and the messages errors display.
+// The native suite; wasm32 runs tests/wasm.rs (the harness here needs threads).
+#![cfg(not(target_arch = "wasm32"))]
 
 mod common;
 

@@ -1,6 +1,8 @@
 //! `BatchExecutor`: batching of writes, exactly-once execution, per-value
 //! results, fire-and-forget submission with back-pressure, failure reports,
 //! graceful and forced shutdown, on every runtime.
+// The native suite; wasm32 runs tests/wasm.rs (the harness here needs threads).
+#![cfg(not(target_arch = "wasm32"))]
 
 mod common;
 

@@ -1,5 +1,7 @@
 //! Cancellation, `close`, dropping the last handle and executors that drop
 //! their work.
+// The native suite; wasm32 runs tests/wasm.rs (the harness here needs threads).
+#![cfg(not(target_arch = "wasm32"))]
 
 mod common;
 

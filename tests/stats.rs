@@ -1,4 +1,6 @@
 //! `stats()`: what each kind of request and batch outcome counts as.
+// The native suite; wasm32 runs tests/wasm.rs (the harness here needs threads).
+#![cfg(not(target_arch = "wasm32"))]
 
 mod common;
 

@@ -1,6 +1,6 @@
 //! With the `tracing` feature, every batch is one `anybatch.batch` span
 //! carrying the loader's label, the batch size and the outcome.
-#![cfg(feature = "tracing")]
+#![cfg(all(feature = "tracing", not(target_arch = "wasm32")))]
 
 mod common;
 

@@ -1,0 +1,167 @@
+//! anybatch on wasm32, in Node and in a browser: batching with `!Send`
+//! fetchers whose backend is a JavaScript promise, timers, dedup, errors and
+//! the executor. Run by `.ci/wasm.sh` through `wasm-bindgen-test-runner`.
+#![cfg(target_arch = "wasm32")]
+
+use std::cell::RefCell;
+use std::fmt;
+use std::rc::Rc;
+use std::time::Duration;
+
+use anybatch::{BatchExecutor, BatchFetcher, Executor, Fetcher, LoadError, Values};
+use futures::future::join_all;
+use wasm_bindgen::JsValue;
+use wasm_bindgen_futures::JsFuture;
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
+/// Waits `ms` milliseconds on JavaScript's own `setTimeout`, as a promise.
+async fn js_sleep(ms: i32) {
+    let promise = js_sys::Promise::new(&mut |resolve, _reject| {
+        let global = js_sys::global();
+        let set_timeout =
+            js_sys::Reflect::get(&global, &JsValue::from_str("setTimeout")).expect("setTimeout");
+        let set_timeout: js_sys::Function = set_timeout.into();
+        set_timeout
+            .call2(&global, &resolve, &JsValue::from(ms))
+            .expect("setTimeout call");
+    });
+    JsFuture::from(promise).await.expect("timeout promise");
+}
+
+#[derive(Debug)]
+struct BackendDown;
+
+impl fmt::Display for BackendDown {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("backend is down")
+    }
+}
+
+impl std::error::Error for BackendDown {}
+
+/// Squares keys after a JavaScript timeout. Holds `Rc`s, so it is `!Send`:
+/// only possible because the bounds vanish on wasm32.
+#[derive(Clone, Default)]
+struct JsSquares {
+    batches: Rc<RefCell<Vec<Vec<u32>>>>,
+}
+
+impl Fetcher for JsSquares {
+    type Key = u32;
+    type Value = Rc<u32>;
+    type Error = BackendDown;
+
+    async fn fetch(
+        &self,
+        keys: &[u32],
+        values: &mut Values<u32, Rc<u32>>,
+    ) -> Result<(), BackendDown> {
+        self.batches.borrow_mut().push(keys.to_vec());
+        js_sleep(5).await;
+        if keys.contains(&666) {
+            return Err(BackendDown);
+        }
+        values.extend(
+            keys.iter()
+                .filter(|&&key| key != 13)
+                .map(|&key| (key, Rc::new(key * key))),
+        );
+        Ok(())
+    }
+}
+
+fn squares(fetcher: &JsSquares) -> BatchFetcher<JsSquares> {
+    BatchFetcher::builder(fetcher.clone())
+        .build()
+        .expect("the default spawner on wasm32")
+}
+
+#[test]
+async fn concurrent_loads_share_one_js_backed_fetch() {
+    let fetcher = JsSquares::default();
+    let loader = squares(&fetcher);
+    let values = join_all([3, 4, 3, 5].map(|key| loader.load(key))).await;
+    let values: Vec<u32> = values.into_iter().map(|value| *value.unwrap()).collect();
+    assert_eq!(values, [9, 16, 9, 25]);
+    assert_eq!(*fetcher.batches.borrow(), [vec![3, 4, 5]]);
+    // Known now: no further fetch.
+    assert_eq!(*loader.load(4).await.unwrap(), 16);
+    assert_eq!(fetcher.batches.borrow().len(), 1);
+}
+
+#[test]
+async fn a_load_joins_the_fetch_already_running() {
+    let fetcher = JsSquares::default();
+    let loader = squares(&fetcher);
+    let late = async {
+        js_sleep(1).await; // the first fetch is now waiting on its timeout
+        loader.load(7).await
+    };
+    let (first, second) = futures::join!(loader.load(7), late);
+    assert_eq!((*first.unwrap(), *second.unwrap()), (49, 49));
+    assert_eq!(*fetcher.batches.borrow(), [vec![7]]);
+}
+
+#[test]
+async fn delay_timers_fire_on_wasm() {
+    let fetcher = JsSquares::default();
+    let loader = BatchFetcher::builder(fetcher.clone())
+        .max_delay(Duration::from_millis(20))
+        .max_batch_size(100)
+        .build()
+        .unwrap();
+    // A partial batch is dispatched when its delay ends: the timer fired.
+    let values = join_all([1, 2].map(|key| loader.load(key))).await;
+    assert!(values.iter().all(Result::is_ok));
+    assert_eq!(fetcher.batches.borrow().len(), 1);
+}
+
+#[test]
+async fn errors_and_missing_keys_are_typed() {
+    let fetcher = JsSquares::default();
+    let loader = squares(&fetcher);
+    let results = loader.load_each(&[13, 2]).await;
+    assert_eq!(results[0], Err(LoadError::NotFound));
+    assert_eq!(results[1].as_deref(), Ok(&4));
+    match loader.load(666).await {
+        Err(LoadError::Fetch(error)) => assert_eq!(error.to_string(), "backend is down"),
+        other => panic!("expected the batch error, got {other:?}"),
+    }
+}
+
+/// Appends values to a JavaScript array (`!Send`), returning their index.
+struct JsLog {
+    array: js_sys::Array,
+}
+
+impl Executor for JsLog {
+    type Value = String;
+    type Output = u32;
+    type Error = BackendDown;
+
+    async fn execute(&self, lines: &[String]) -> Result<Vec<u32>, BackendDown> {
+        js_sleep(1).await;
+        Ok(lines
+            .iter()
+            .map(|line| self.array.push(&JsValue::from_str(line)) - 1)
+            .collect())
+    }
+}
+
+#[test]
+async fn executor_batches_and_drains_on_close() {
+    let array = js_sys::Array::new();
+    let log = BatchExecutor::builder(JsLog {
+        array: array.clone(),
+    })
+    .build()
+    .unwrap();
+    let (a, b) = futures::join!(log.execute("a".into()), log.execute("b".into()));
+    assert_eq!((a.unwrap(), b.unwrap()), (0, 1));
+    for line in ["c", "d", "e"] {
+        log.submit(line.into()).await.unwrap();
+    }
+    log.close().await;
+    assert_eq!(array.length(), 5);
+    assert_eq!(log.stats().queued, 5);
+}
