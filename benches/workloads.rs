@@ -272,6 +272,22 @@ async fn ready_oneshots(n: u64) -> Vec<u64> {
     .await
 }
 
+/// Measures [`ready_oneshots`] of `count` values as `name`: the floor of
+/// every burst of one future per request.
+fn measure_ready_oneshots<R: OnRuntime>(bencher: Bencher<'_, '_>, name: &str, count: u64) {
+    measure(
+        bencher,
+        name,
+        count,
+        || (),
+        |()| R::run(ready_oneshots(count)),
+        |values| {
+            assert_eq!(values.len() as u64, count);
+            String::new()
+        },
+    );
+}
+
 /// What deduplication needs at the least: for every requested key, a map
 /// lookup that finds or makes the one shared oneshot of that key; then one
 /// send per distinct key, and every request awaits its clone.
@@ -478,17 +494,7 @@ mod burst_join_all {
     }
 
     fn floor_oneshots<R: OnRuntime>(bencher: Bencher<'_, '_>, name: &str) {
-        measure(
-            bencher,
-            name,
-            KEYS,
-            || (),
-            |()| R::run(ready_oneshots(KEYS)),
-            |values| {
-                assert_eq!(values.len() as u64, KEYS);
-                String::new()
-            },
-        );
+        measure_ready_oneshots::<R>(bencher, name, KEYS);
     }
 
     on_both_runtimes! {
@@ -866,17 +872,7 @@ mod executor {
     }
 
     fn floor_oneshots<R: OnRuntime>(bencher: Bencher<'_, '_>, name: &str) {
-        measure(
-            bencher,
-            name,
-            VALUES,
-            || (),
-            |()| R::run(ready_oneshots(VALUES)),
-            |outputs| {
-                assert_eq!(outputs.len() as u64, VALUES);
-                String::new()
-            },
-        );
+        measure_ready_oneshots::<R>(bencher, name, VALUES);
     }
 
     on_both_runtimes! {
@@ -903,17 +899,7 @@ mod scaling {
     }
 
     fn floor_oneshots<R: OnRuntime>(bencher: Bencher<'_, '_>, name: &str, keys: u64) {
-        measure(
-            bencher,
-            &format!("{name}::{keys}"),
-            keys,
-            || (),
-            |()| R::run(ready_oneshots(keys)),
-            |values| {
-                assert_eq!(values.len() as u64, keys);
-                String::new()
-            },
-        );
+        measure_ready_oneshots::<R>(bencher, &format!("{name}::{keys}"), keys);
     }
 
     on_both_runtimes! {

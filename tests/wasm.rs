@@ -28,6 +28,19 @@ async fn js_sleep(ms: i32) {
     JsFuture::from(promise).await.expect("timeout promise");
 }
 
+/// Fails a test that has not finished after `HANG_LIMIT_MS`: a hang
+/// detector on JavaScript's own timer, independent of futures-timer (which
+/// the delay test checks), so a broken timer fails instead of hanging CI.
+async fn guarded(test: impl std::future::Future<Output = ()>) {
+    const HANG_LIMIT_MS: i32 = 10_000;
+    let hang = js_sleep(HANG_LIMIT_MS);
+    if let futures::future::Either::Right(_) =
+        futures::future::select(Box::pin(test), Box::pin(hang)).await
+    {
+        panic!("test hung for {HANG_LIMIT_MS} ms");
+    }
+}
+
 #[derive(Debug)]
 struct BackendDown;
 
@@ -78,55 +91,67 @@ fn squares(fetcher: &JsSquares) -> BatchFetcher<JsSquares> {
 
 #[test]
 async fn concurrent_loads_share_one_js_backed_fetch() {
-    let fetcher = JsSquares::default();
-    let loader = squares(&fetcher);
-    let values = join_all([3, 4, 3, 5].map(|key| loader.load(key))).await;
-    let values: Vec<u32> = values.into_iter().map(|value| *value.unwrap()).collect();
-    assert_eq!(values, [9, 16, 9, 25]);
-    assert_eq!(*fetcher.batches.borrow(), [vec![3, 4, 5]]);
-    // Known now: no further fetch.
-    assert_eq!(*loader.load(4).await.unwrap(), 16);
-    assert_eq!(fetcher.batches.borrow().len(), 1);
+    guarded(async {
+        let fetcher = JsSquares::default();
+        let loader = squares(&fetcher);
+        let values = join_all([3, 4, 3, 5].map(|key| loader.load(key))).await;
+        let values: Vec<u32> = values.into_iter().map(|value| *value.unwrap()).collect();
+        assert_eq!(values, [9, 16, 9, 25]);
+        assert_eq!(*fetcher.batches.borrow(), [vec![3, 4, 5]]);
+        // Known now: no further fetch.
+        assert_eq!(*loader.load(4).await.unwrap(), 16);
+        assert_eq!(fetcher.batches.borrow().len(), 1);
+    })
+    .await;
 }
 
 #[test]
 async fn a_load_joins_the_fetch_already_running() {
-    let fetcher = JsSquares::default();
-    let loader = squares(&fetcher);
-    let late = async {
-        js_sleep(1).await; // the first fetch is now waiting on its timeout
-        loader.load(7).await
-    };
-    let (first, second) = futures::join!(loader.load(7), late);
-    assert_eq!((*first.unwrap(), *second.unwrap()), (49, 49));
-    assert_eq!(*fetcher.batches.borrow(), [vec![7]]);
+    guarded(async {
+        let fetcher = JsSquares::default();
+        let loader = squares(&fetcher);
+        let late = async {
+            js_sleep(1).await; // the first fetch is now waiting on its timeout
+            loader.load(7).await
+        };
+        let (first, second) = futures::join!(loader.load(7), late);
+        assert_eq!((*first.unwrap(), *second.unwrap()), (49, 49));
+        assert_eq!(*fetcher.batches.borrow(), [vec![7]]);
+    })
+    .await;
 }
 
 #[test]
 async fn delay_timers_fire_on_wasm() {
-    let fetcher = JsSquares::default();
-    let loader = BatchFetcher::builder(fetcher.clone())
-        .max_delay(Duration::from_millis(20))
-        .max_batch_size(100)
-        .build()
-        .unwrap();
-    // A partial batch is dispatched when its delay ends: the timer fired.
-    let values = join_all([1, 2].map(|key| loader.load(key))).await;
-    assert!(values.iter().all(Result::is_ok));
-    assert_eq!(fetcher.batches.borrow().len(), 1);
+    guarded(async {
+        let fetcher = JsSquares::default();
+        let loader = BatchFetcher::builder(fetcher.clone())
+            .max_delay(Duration::from_millis(20))
+            .max_batch_size(100)
+            .build()
+            .unwrap();
+        // A partial batch is dispatched when its delay ends: the timer fired.
+        let values = join_all([1, 2].map(|key| loader.load(key))).await;
+        assert!(values.iter().all(Result::is_ok));
+        assert_eq!(fetcher.batches.borrow().len(), 1);
+    })
+    .await;
 }
 
 #[test]
 async fn errors_and_missing_keys_are_typed() {
-    let fetcher = JsSquares::default();
-    let loader = squares(&fetcher);
-    let results = loader.load_each(&[13, 2]).await;
-    assert_eq!(results[0], Err(LoadError::NotFound));
-    assert_eq!(results[1].as_deref(), Ok(&4));
-    match loader.load(666).await {
-        Err(LoadError::Fetch(error)) => assert_eq!(error.to_string(), "backend is down"),
-        other => panic!("expected the batch error, got {other:?}"),
-    }
+    guarded(async {
+        let fetcher = JsSquares::default();
+        let loader = squares(&fetcher);
+        let results = loader.load_each(&[13, 2]).await;
+        assert_eq!(results[0], Err(LoadError::NotFound));
+        assert_eq!(results[1].as_deref(), Ok(&4));
+        match loader.load(666).await {
+            Err(LoadError::Fetch(error)) => assert_eq!(error.to_string(), "backend is down"),
+            other => panic!("expected the batch error, got {other:?}"),
+        }
+    })
+    .await;
 }
 
 /// Appends values to a JavaScript array (`!Send`), returning their index.
@@ -150,18 +175,21 @@ impl Executor for JsLog {
 
 #[test]
 async fn executor_batches_and_drains_on_close() {
-    let array = js_sys::Array::new();
-    let log = BatchExecutor::builder(JsLog {
-        array: array.clone(),
+    guarded(async {
+        let array = js_sys::Array::new();
+        let log = BatchExecutor::builder(JsLog {
+            array: array.clone(),
+        })
+        .build()
+        .unwrap();
+        let (a, b) = futures::join!(log.execute("a".into()), log.execute("b".into()));
+        assert_eq!((a.unwrap(), b.unwrap()), (0, 1));
+        for line in ["c", "d", "e"] {
+            log.submit(line.into()).await.unwrap();
+        }
+        log.close().await;
+        assert_eq!(array.length(), 5);
+        assert_eq!(log.stats().queued, 5);
     })
-    .build()
-    .unwrap();
-    let (a, b) = futures::join!(log.execute("a".into()), log.execute("b".into()));
-    assert_eq!((a.unwrap(), b.unwrap()), (0, 1));
-    for line in ["c", "d", "e"] {
-        log.submit(line.into()).await.unwrap();
-    }
-    log.close().await;
-    assert_eq!(array.length(), 5);
-    assert_eq!(log.stats().queued, 5);
+    .await;
 }
