@@ -250,8 +250,59 @@ fn spawned_tasks(pool: &Pool) {
     );
 }
 
+/// The per-request pattern: what creating (and dropping) a loader costs,
+/// next to one load. Each timing waits until every loader it created has
+/// stopped (its fetcher dropped), so the collectors' exits are counted.
+fn per_request_loader(pool: &Pool) {
+    const LOADERS: usize = 20_000;
+    let executor = pool.executor.clone();
+    let (create_ns, create_load_ns, load_ns) = pool.run(async move {
+        let spawner = SmolSpawner::on(executor);
+        let shared = Arc::new(AtomicUsize::new(0));
+        let build = || {
+            BatchFetcher::builder(Doubles {
+                batches: shared.clone(),
+            })
+            .max_delay(Duration::ZERO)
+            .spawner(spawner.clone())
+            .build()
+            .unwrap()
+        };
+        let all_stopped = || async {
+            while Arc::strong_count(&shared) > 1 {
+                smol::future::yield_now().await;
+            }
+        };
+        let started = Instant::now();
+        for _ in 0..LOADERS {
+            black_box(build());
+        }
+        all_stopped().await;
+        let create = per_op(started.elapsed(), LOADERS);
+        let started = Instant::now();
+        for key in 0..LOADERS as u64 {
+            let loader = build();
+            black_box(loader.load(key).await.unwrap());
+        }
+        all_stopped().await;
+        let create_load = per_op(started.elapsed(), LOADERS);
+        let loader = build();
+        let started = Instant::now();
+        for key in 0..LOADERS as u64 {
+            black_box(loader.load(key).await.unwrap());
+        }
+        let load = per_op(started.elapsed(), LOADERS);
+        (create, create_load, load)
+    });
+    println!(
+        "per-request loader  create+drop {create_ns:6.0} ns   create+load+drop {create_load_ns:6.0} ns   one load (delay 0, new key) {load_ns:5.0} ns   create/load {:.1}",
+        create_ns / load_ns
+    );
+}
+
 fn main() {
     let pool = Pool::new();
+    per_request_loader(&pool);
     hit_path(&pool);
     lone_load_latency(&pool);
     burst(&pool);

@@ -6,14 +6,30 @@
 //! fetch. Readers try the lock first and only wait (for the shared lock) when
 //! a writer holds or awaits it; only unknown keys take the write lock.
 
-use std::collections::hash_map::Entry;
+use std::collections::hash_map::{Entry, OccupiedEntry};
 use std::collections::HashMap;
 use std::hash::Hash;
+use std::sync::Arc;
 
 use async_lock::{RwLock, RwLockWriteGuard};
 
 use crate::promise::{promise, Promise, Resolver};
-use crate::LoadError;
+use crate::{LoadError, MaybeSend, MaybeSync};
+
+/// Makes the value of a key the fetcher did not deliver (the builder's
+/// `default_value` or `default_with`).
+pub(crate) trait DefaultFor<K, V>: MaybeSend + MaybeSync {
+    fn value_for(&self, key: &K) -> V;
+}
+
+impl<K, V, F: Fn(&K) -> V + MaybeSend + MaybeSync> DefaultFor<K, V> for F {
+    fn value_for(&self, key: &K) -> V {
+        self(key)
+    }
+}
+
+/// Shared by every identity map of a grouped loader.
+pub(crate) type Default<K, V> = Arc<dyn DefaultFor<K, V>>;
 
 /// The read lock was not free without waiting.
 #[derive(Debug)]
@@ -60,6 +76,8 @@ pub(crate) struct IdentityMap<K, V, E> {
     slots: RwLock<Slots<K, V, E>>,
     /// `false` when caching is off: entries live only while in flight.
     keep: bool,
+    /// The value of an undelivered key; `None`: it is `NotFound`.
+    default: Option<Default<K, V>>,
 }
 
 impl<K, V, E> IdentityMap<K, V, E>
@@ -67,10 +85,11 @@ where
     K: Hash + Eq + Clone,
     V: Clone,
 {
-    pub(crate) fn new(keep: bool) -> Self {
+    pub(crate) fn new(keep: bool, default: Option<Default<K, V>>) -> Self {
         Self {
             slots: RwLock::new(HashMap::default()),
             keep,
+            default,
         }
     }
 
@@ -151,10 +170,10 @@ where
     }
 
     /// Answers batch `batch` from the values its fetcher delivered: delivered
-    /// keys get their value, the rest `NotFound`. Entries still belonging to
-    /// this batch are stored (or dropped when caching is off). Waiters wake
-    /// when the caller drops the resolvers, after the lock is released.
-    /// Returns how many keys were not found.
+    /// keys get their value, the rest the default value or `NotFound`.
+    /// Entries still belonging to this batch are stored (or dropped when
+    /// caching is off). Waiters wake when the caller drops the resolvers,
+    /// after the lock is released. Returns how many keys were not delivered.
     pub(crate) async fn deliver(
         &self,
         batch: u64,
@@ -169,16 +188,8 @@ where
         let mut unclaimed = Vec::new();
         for (key, value) in values {
             match slots.entry(key) {
-                Entry::Occupied(mut entry) if owned_by(entry.get(), batch) => {
-                    if let Slot::Loading(promise) = entry.get() {
-                        if self.keep {
-                            promise.answer(Ok(value.clone()));
-                            entry.insert(Slot::Ready(value));
-                        } else {
-                            promise.answer(Ok(value));
-                            entry.remove();
-                        }
-                    }
+                Entry::Occupied(entry) if owned_by(entry.get(), batch) => {
+                    self.settle(entry, Ok(value));
                 }
                 Entry::Occupied(entry) => unclaimed.push((entry.key().clone(), value)),
                 Entry::Vacant(entry) => unclaimed.push((entry.into_key(), value)),
@@ -198,19 +209,38 @@ where
                 resolver.answer(Ok(value));
                 continue;
             }
-            if let Some(slot) = slots.get_mut(key) {
-                if owned_by(slot, batch) {
-                    if self.keep {
-                        *slot = Slot::Missing;
-                    } else {
-                        slots.remove(key);
-                    }
-                }
-            }
-            resolver.answer(Err(LoadError::NotFound));
             missing += 1;
+            let outcome = match &self.default {
+                Some(default) => Ok(default.value_for(key)),
+                None => Err(LoadError::NotFound),
+            };
+            match slots.entry(key.clone()) {
+                Entry::Occupied(entry) if owned_by(entry.get(), batch) => {
+                    self.settle(entry, outcome);
+                }
+                _ => resolver.answer(outcome),
+            }
         }
         missing
+    }
+
+    /// Answers the callers of an in-flight entry and stores what they got
+    /// (a value, or a remembered absence), or drops it when caching is off.
+    fn settle(&self, mut entry: OccupiedEntry<'_, K, Slot<V, E>>, outcome: Outcome<V, E>) {
+        let Slot::Loading(promise) = entry.get() else {
+            return;
+        };
+        if !self.keep {
+            promise.answer(outcome);
+            entry.remove();
+            return;
+        }
+        let stored = match &outcome {
+            Ok(value) => Slot::Ready(value.clone()),
+            Err(_) => Slot::Missing,
+        };
+        promise.answer(outcome);
+        entry.insert(stored);
     }
 
     /// Answers every key of batch `batch` with `error`, storing nothing: the

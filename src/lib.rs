@@ -84,6 +84,7 @@ mod core;
 mod error;
 mod executor;
 mod fetcher;
+mod grouped;
 mod maybe_send;
 mod promise;
 mod spawn;
@@ -92,7 +93,8 @@ mod trace;
 
 pub use error::{BuildError, ExecuteError, LoadError, SpawnerError, SubmitError};
 pub use executor::{BatchExecutor, BatchFailure, Executor, ExecutorBuilder};
-pub use fetcher::{BatchFetcher, Fetcher, FetcherBuilder, Values};
+pub use fetcher::{BatchFetcher, Fetcher, FetcherBuilder, OneToMany, RowFetcher, Rows, Values};
+pub use grouped::{GroupFetcher, GroupedBatchFetcher, GroupedFetcherBuilder, InGroup};
 pub use maybe_send::{MaybeSend, MaybeSync};
 pub use spawn::{BoxFuture, Spawner};
 pub use stats::Stats;

@@ -144,7 +144,7 @@ mod tests {
     use std::future::Future;
 
     use super::*;
-    use crate::core::{start, BatchLimits, Queue};
+    use crate::core::{in_flight_slots, start, BatchLimits, Queue};
     use crate::spawn::BoxFuture;
     use crate::trace::BatchSpan;
 
@@ -196,6 +196,7 @@ mod tests {
                 recorder.clone(),
                 limits,
                 Arc::new(spawner),
+                in_flight_slots(&limits),
                 Arc::default(),
                 None,
             );
@@ -336,6 +337,13 @@ mod tests {
             batches: Mutex::default(),
             release: async_channel::unbounded().1,
         });
-        start(recorder, limits, Arc::new(|_| {}), Arc::default(), None)
+        start(
+            recorder,
+            limits,
+            Arc::new(|_| {}),
+            in_flight_slots(&limits),
+            Arc::default(),
+            None,
+        )
     }
 }

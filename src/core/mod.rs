@@ -9,5 +9,5 @@ mod queue;
 mod settings;
 
 pub(crate) use dispatch::Lead;
-pub(crate) use queue::{start, Queue, Refused, RunBatch};
+pub(crate) use queue::{in_flight_slots, start, Queue, Refused, RunBatch};
 pub(crate) use settings::{shared_settings, BatchLimits, Settings};

@@ -131,16 +131,24 @@ impl<R: RunBatch> Queue<R> {
         claim.take()
     }
 
+    /// Stops taking items, without waiting for the drain.
+    pub(crate) fn stop_taking(&self) {
+        self.items.close();
+    }
+
     pub(crate) fn is_closed(&self) -> bool {
         self.items.is_closed()
     }
 }
 
-/// Starts the collector for `runner` on `spawner`.
+/// Starts the collector for `runner` on `spawner`. Its batches take their
+/// slots from `in_flight`, which loaders may share (the groups of a grouped
+/// loader do); see [`in_flight_slots`].
 pub(crate) fn start<R: RunBatch>(
     runner: Arc<R>,
     limits: BatchLimits,
     spawner: Arc<dyn Spawner>,
+    in_flight: Arc<Semaphore>,
     counters: Arc<Counters>,
     label: Option<Arc<str>>,
 ) -> Queue<R> {
@@ -164,7 +172,7 @@ pub(crate) fn start<R: RunBatch>(
         spawner: spawner.clone(),
         counters,
         label,
-        in_flight: Arc::new(Semaphore::new(limits.max_in_flight)),
+        in_flight,
         leading: AtomicBool::new(false),
         queued: queued.downgrade(),
     });
@@ -192,4 +200,9 @@ pub(crate) fn start<R: RunBatch>(
         collector_done,
         finished,
     }
+}
+
+/// The in-flight slots of one loader, `limits.max_in_flight` of them.
+pub(crate) fn in_flight_slots(limits: &BatchLimits) -> Arc<Semaphore> {
+    Arc::new(Semaphore::new(limits.max_in_flight))
 }

@@ -87,7 +87,14 @@ impl<X: Executor> ExecutorBuilder<X> {
             on_error,
             counters: counters.clone(),
         });
-        let queue = core::start(runner, limits, spawner, counters.clone(), label.clone());
+        let queue = core::start(
+            runner,
+            limits,
+            spawner,
+            core::in_flight_slots(&limits),
+            counters.clone(),
+            label.clone(),
+        );
         Ok(BatchExecutor::from_parts(queue, counters, label))
     }
 }

@@ -1,15 +1,83 @@
 //! Configures and starts a [`BatchFetcher`].
 
 use std::fmt;
-use std::sync::atomic::AtomicU64;
-use std::sync::Arc;
 
-use super::runner::FetchRunner;
+use super::blueprint::{Blueprint, Remembering};
 use super::{BatchFetcher, Fetcher};
-use crate::cache::IdentityMap;
-use crate::core::{self, shared_settings, Settings};
-use crate::stats::Counters;
+use crate::core::{shared_settings, Settings};
 use crate::BuildError;
+
+/// The builder methods of what a fetching loader remembers, written once for
+/// [`FetcherBuilder`] and the grouped builder: `cache`, `default_value`,
+/// `default_with`.
+macro_rules! remembering_settings {
+    () => {
+        /// Whether fetched values (and `NotFound`) are remembered (default `true`).
+        /// With `false`, concurrent loads of a key still share one fetch, but
+        /// nothing is kept once it is answered.
+        pub fn cache(mut self, enabled: bool) -> Self {
+            self.remembering.cache = enabled;
+            self
+        }
+
+        /// The value a key gets when the fetcher did not deliver it, instead of
+        /// [`LoadError::NotFound`](crate::LoadError::NotFound): an empty list, a
+        /// null object. It is remembered like any fetched value.
+        ///
+        /// ```
+        /// # use anybatch::{BatchFetcher, Fetcher, Values};
+        /// struct Tags;
+        ///
+        /// impl Fetcher for Tags {
+        ///     type Key = u64;
+        ///     type Value = Vec<&'static str>;
+        ///     type Error = std::convert::Infallible;
+        ///
+        ///     async fn fetch(&self, keys: &[u64], values: &mut Values<u64, Self::Value>) -> Result<(), Self::Error> {
+        ///         // Only post 1 has tags.
+        ///         values.extend(keys.iter().filter(|&&key| key == 1).map(|&key| (key, vec!["rust"])));
+        ///         Ok(())
+        ///     }
+        /// }
+        ///
+        /// # smol::block_on(async {
+        /// let tags = BatchFetcher::builder(Tags).default_value(Vec::new()).build().unwrap();
+        /// assert_eq!(tags.load(1).await, Ok(vec!["rust"]));
+        /// assert_eq!(tags.load(2).await, Ok(vec![]));
+        /// # });
+        /// ```
+        pub fn default_value(self, value: F::Value) -> Self {
+            self.default_with(move |_: &F::Key| value.clone())
+        }
+
+        /// Like [`default_value`](Self::default_value), with the value made from
+        /// the key (a placeholder that names it, say).
+        ///
+        /// ```
+        /// # use anybatch::{BatchFetcher, Fetcher, Values};
+        /// # struct Names;
+        /// # impl Fetcher for Names {
+        /// #     type Key = u64; type Value = String; type Error = std::convert::Infallible;
+        /// #     async fn fetch(&self, _: &[u64], _: &mut Values<u64, String>) -> Result<(), Self::Error> { Ok(()) }
+        /// # }
+        /// # smol::block_on(async {
+        /// let names = BatchFetcher::builder(Names)
+        ///     .default_with(|id: &u64| format!("deleted user #{id}"))
+        ///     .build()
+        ///     .unwrap();
+        /// assert_eq!(names.load(7).await.unwrap(), "deleted user #7");
+        /// # });
+        /// ```
+        pub fn default_with(
+            mut self,
+            make: impl Fn(&F::Key) -> F::Value + $crate::MaybeSend + $crate::MaybeSync + 'static,
+        ) -> Self {
+            self.remembering.default = Some(std::sync::Arc::new(make));
+            self
+        }
+    };
+}
+pub(crate) use remembering_settings;
 
 /// Settings for a [`BatchFetcher`], from [`BatchFetcher::builder`].
 ///
@@ -34,10 +102,10 @@ use crate::BuildError;
 /// # let _ = users;
 /// ```
 #[must_use = "a builder does nothing until `build` is called"]
-pub struct FetcherBuilder<F> {
+pub struct FetcherBuilder<F: Fetcher> {
     fetcher: F,
     settings: Settings,
-    cache: bool,
+    remembering: Remembering<F::Key, F::Value>,
 }
 
 impl<F: Fetcher> FetcherBuilder<F> {
@@ -45,19 +113,13 @@ impl<F: Fetcher> FetcherBuilder<F> {
         Self {
             fetcher,
             settings: Settings::default(),
-            cache: true,
+            remembering: Remembering::default(),
         }
     }
 
     shared_settings!("key", "fetch");
 
-    /// Whether fetched values (and `NotFound`) are remembered (default `true`).
-    /// With `false`, concurrent loads of a key still share one fetch, but
-    /// nothing is kept once it is answered.
-    pub fn cache(mut self, enabled: bool) -> Self {
-        self.cache = enabled;
-        self
-    }
+    remembering_settings!();
 
     /// Validates the settings and starts the loader's collector.
     ///
@@ -76,26 +138,16 @@ impl<F: Fetcher> FetcherBuilder<F> {
     /// assert!(matches!(error, BuildError::InvalidSetting { setting: "max_batch_size", .. }));
     /// ```
     pub fn build(self) -> Result<BatchFetcher<F>, BuildError> {
-        let (limits, spawner) = self.settings.validate()?;
-        let map = Arc::new(IdentityMap::new(self.cache));
-        let counters = Arc::new(Counters::default());
-        let runner = Arc::new(FetchRunner {
-            fetcher: self.fetcher,
-            map: map.clone(),
-            batches: AtomicU64::new(0),
-            counters: counters.clone(),
-        });
-        let label = self.settings.label;
-        let queue = core::start(runner, limits, spawner, counters.clone(), label.clone());
-        Ok(BatchFetcher::from_parts(map, queue, counters, label))
+        let blueprint = Blueprint::new(self.settings, self.remembering)?;
+        Ok(blueprint.build(self.fetcher))
     }
 }
 
-impl<F> fmt::Debug for FetcherBuilder<F> {
+impl<F: Fetcher> fmt::Debug for FetcherBuilder<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FetcherBuilder")
             .field("settings", &self.settings)
-            .field("cache", &self.cache)
+            .field("remembering", &self.remembering)
             .finish_non_exhaustive()
     }
 }

@@ -292,6 +292,11 @@ impl<F: Fetcher> BatchFetcher<F> {
         self.inner.queue.close().await
     }
 
+    /// Stops taking new keys at once; what is queued is still fetched.
+    pub(crate) fn stop_taking(&self) {
+        self.inner.queue.stop_taking();
+    }
+
     /// True once [`close`](Self::close) was called.
     pub fn is_closed(&self) -> bool {
         self.inner.queue.is_closed()

@@ -1,0 +1,207 @@
+//! The handle of a grouped loader: one loader per group, made on demand.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use super::{GroupFetcher, GroupedFetcherBuilder, InGroup};
+use crate::fetcher::Blueprint;
+use crate::{BatchFetcher, LoadError, Stats};
+
+type Outcome<F> = Result<<F as GroupFetcher>::Value, LoadError<<F as GroupFetcher>::Error>>;
+
+/// Batches loads per group: a batch only ever holds keys of one group, and
+/// caching and in-flight dedup are per (group, key). Groups batch
+/// concurrently, within one shared `max_in_flight`.
+///
+/// Each group has its own [`BatchFetcher`], started on the group's first
+/// use; [`group`](Self::group) returns it for the full loader API. A group
+/// keeps its identity map until [`clear_group`](Self::clear_group) or
+/// [`clear_all`](Self::clear_all) forgets it, so a long-lived loader over
+/// unbounded groups should forget idle ones. See [`GroupFetcher`] for an
+/// example.
+pub struct GroupedBatchFetcher<F: GroupFetcher> {
+    inner: Arc<Inner<F>>,
+}
+
+struct Inner<F: GroupFetcher> {
+    fetcher: Arc<F>,
+    blueprint: Blueprint<F::Key, F::Value>,
+    groups: Mutex<Groups<F>>,
+}
+
+struct Groups<F: GroupFetcher> {
+    loaders: HashMap<F::Group, BatchFetcher<InGroup<F>>, foldhash::quality::RandomState>,
+    closed: bool,
+}
+
+impl<F: GroupFetcher> GroupedBatchFetcher<F> {
+    /// Starts configuring a grouped loader over `fetcher`.
+    pub fn builder(fetcher: F) -> GroupedFetcherBuilder<F> {
+        GroupedFetcherBuilder::new(fetcher)
+    }
+
+    pub(crate) fn new(fetcher: F, blueprint: Blueprint<F::Key, F::Value>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                fetcher: Arc::new(fetcher),
+                blueprint,
+                groups: Mutex::new(Groups {
+                    loaders: HashMap::default(),
+                    closed: false,
+                }),
+            }),
+        }
+    }
+
+    /// The loader of `group`, started on first use. Once this loader is
+    /// closed, a group not seen before gets a loader that is closed too.
+    pub fn group(&self, group: &F::Group) -> BatchFetcher<InGroup<F>> {
+        let mut groups = self.locked();
+        if let Some(loader) = groups.loaders.get(group) {
+            return loader.clone();
+        }
+        let fetcher = InGroup {
+            fetcher: self.inner.fetcher.clone(),
+            group: group.clone(),
+        };
+        let loader = self.inner.blueprint.build(fetcher);
+        if groups.closed {
+            loader.stop_taking();
+        }
+        groups.loaders.insert(group.clone(), loader.clone());
+        loader
+    }
+
+    /// Loads `key` of `group`; see [`BatchFetcher::load`].
+    ///
+    /// # Errors
+    /// As [`BatchFetcher::load`].
+    pub async fn load(&self, group: &F::Group, key: F::Key) -> Outcome<F> {
+        self.group(group).load(key).await
+    }
+
+    /// Loads several keys of `group`; see [`BatchFetcher::load_many`].
+    ///
+    /// # Errors
+    /// As [`BatchFetcher::load_many`].
+    pub async fn load_many(
+        &self,
+        group: &F::Group,
+        keys: &[F::Key],
+    ) -> Result<Vec<F::Value>, LoadError<F::Error>> {
+        self.group(group).load_many(keys).await
+    }
+
+    /// Loads several keys of `group`, one result each; see
+    /// [`BatchFetcher::load_each`].
+    pub async fn load_each(&self, group: &F::Group, keys: &[F::Key]) -> Vec<Outcome<F>> {
+        self.group(group).load_each(keys).await
+    }
+
+    /// Stores `value` for `key` of `group`; see [`BatchFetcher::prime`].
+    pub async fn prime(&self, group: &F::Group, key: F::Key, value: F::Value) -> bool {
+        self.group(group).prime(key, value).await
+    }
+
+    /// Forgets `key` of `group`; see [`BatchFetcher::clear`].
+    pub async fn clear(&self, group: &F::Group, key: &F::Key) {
+        let loader = self.locked().loaders.get(group).cloned();
+        if let Some(loader) = loader {
+            loader.clear(key).await;
+        }
+    }
+
+    /// Forgets `group` entirely: its identity map goes, and its loader stops
+    /// once its queued keys are fetched and no [`group`](Self::group) handle
+    /// remains. Fetches already running still answer their callers. The next
+    /// load of the group starts afresh.
+    ///
+    /// ```
+    /// # use anybatch::{GroupFetcher, GroupedBatchFetcher, Values};
+    /// # struct Rows;
+    /// # impl GroupFetcher for Rows {
+    /// #     type Group = u32; type Key = u64; type Value = u64; type Error = std::io::Error;
+    /// #     async fn fetch(&self, tenant: &u32, keys: &[u64], values: &mut Values<u64, u64>) -> Result<(), Self::Error> {
+    /// #         values.extend(keys.iter().map(|&key| (key, key + u64::from(*tenant)))); Ok(())
+    /// #     }
+    /// # }
+    /// # smol::block_on(async {
+    /// let rows = GroupedBatchFetcher::builder(Rows).build().unwrap();
+    /// rows.prime(&1, 5, 0).await;
+    /// assert_eq!(rows.groups(), 1);
+    /// rows.clear_group(&1);
+    /// assert_eq!(rows.groups(), 0);
+    /// assert_eq!(rows.load(&1, 5).await.unwrap(), 6); // fetched again
+    /// # });
+    /// ```
+    pub fn clear_group(&self, group: &F::Group) {
+        let forgotten = self.locked().loaders.remove(group);
+        drop(forgotten); // outside the lock
+    }
+
+    /// Forgets every group, as [`clear_group`](Self::clear_group) does one.
+    pub fn clear_all(&self) {
+        let forgotten = std::mem::take(&mut self.locked().loaders);
+        drop(forgotten);
+    }
+
+    /// How many groups have a loader now.
+    pub fn groups(&self) -> usize {
+        self.locked().loaders.len()
+    }
+
+    /// Closes every group's loader (see [`BatchFetcher::close`]) and waits
+    /// for all of them; groups first used afterwards are closed from the
+    /// start.
+    pub async fn close(&self) {
+        let loaders: Vec<_> = {
+            let mut groups = self.locked();
+            groups.closed = true;
+            groups.loaders.values().cloned().collect()
+        };
+        futures::future::join_all(loaders.iter().map(BatchFetcher::close)).await;
+    }
+
+    /// True once [`close`](Self::close) was called.
+    pub fn is_closed(&self) -> bool {
+        self.locked().closed
+    }
+
+    /// What all groups have done so far, together; see [`Stats`].
+    pub fn stats(&self) -> Stats {
+        self.inner.blueprint.counters.snapshot()
+    }
+
+    /// The label given to the builder, if any.
+    pub fn label(&self) -> Option<&str> {
+        self.inner.blueprint.label.as_deref()
+    }
+
+    fn locked(&self) -> MutexGuard<'_, Groups<F>> {
+        // Nothing runs user code under this lock but `Hash`/`Eq` of a group:
+        // a panic there leaves the map usable.
+        self.inner
+            .groups
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl<F: GroupFetcher> Clone for GroupedBatchFetcher<F> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<F: GroupFetcher> fmt::Debug for GroupedBatchFetcher<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GroupedBatchFetcher")
+            .field("label", &self.label())
+            .field("groups", &self.groups())
+            .field("closed", &self.is_closed())
+            .finish_non_exhaustive()
+    }
+}
