@@ -1,12 +1,15 @@
-//! The identity map: for every key, its value, its remembered absence, or the
-//! promise of the fetch in flight for it.
+//! The identity map: for every key, its stored answer (a value, or a
+//! remembered absence) or the promise of the fetch in flight for it.
 //!
-//! The map sits behind an async `RwLock` that is only ever held for a few map
-//! operations, never across a backend call, so a cache hit never waits for a
-//! fetch. Readers try the lock first and only wait (for the shared lock) when
-//! a writer holds or awaits it; only unknown keys take the write lock.
+//! Answers live in a [`Store`] (pluggable: bounded, expiring); fetches in
+//! flight live beside it in a map the store never sees, so eviction cannot
+//! break deduplication. Both sit behind one async `RwLock` that is only ever
+//! held for a few map operations, never across a backend call, so a cache hit
+//! never waits for a fetch. Readers try the lock first and only wait (for the
+//! shared lock) when a writer holds or awaits it; only unknown keys take the
+//! write lock.
 
-use std::collections::hash_map::{Entry, OccupiedEntry};
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::Arc;
@@ -14,6 +17,7 @@ use std::sync::Arc;
 use async_lock::{RwLock, RwLockWriteGuard};
 
 use crate::promise::{promise, Promise, Resolver};
+use crate::store::{Hasher, MapStore, Store};
 use crate::{LoadError, MaybeSend, MaybeSync};
 
 /// Makes the value of a key the fetcher did not deliver (the builder's
@@ -31,6 +35,10 @@ impl<K, V, F: Fn(&K) -> V + MaybeSend + MaybeSync> DefaultFor<K, V> for F {
 /// Shared by every identity map of a grouped loader.
 pub(crate) type Default<K, V> = Arc<dyn DefaultFor<K, V>>;
 
+/// What the store keeps per key: `Some(value)`, or `None` for a key the
+/// fetcher did not deliver.
+pub(crate) type BoxStore<K, V> = Box<dyn Store<K, Option<V>>>;
+
 /// The read lock was not free without waiting.
 #[derive(Debug)]
 pub(crate) struct Busy;
@@ -38,57 +46,108 @@ pub(crate) struct Busy;
 /// What a caller of a key eventually gets.
 pub(crate) type Outcome<V, E> = Result<V, LoadError<E>>;
 
-enum Slot<V, E> {
-    Ready(V),
-    /// The fetcher answered without this key.
-    Missing,
-    Loading(Promise<Outcome<V, E>>),
-}
+type Pending<V, E> = Promise<Outcome<V, E>>;
 
 /// Where a known key stands for one caller.
 pub(crate) enum Known<V, E> {
     /// Answered from the map.
     Done(Outcome<V, E>),
     /// A fetch for this key is queued or running: wait for it.
-    Join(Promise<Outcome<V, E>>),
+    Join(Pending<V, E>),
 }
 
 /// A fresh in-flight entry: the resolver goes with the key into a batch, the
 /// promise to the caller.
 pub(crate) struct Claim<V, E> {
     pub(crate) resolver: Resolver<Outcome<V, E>>,
-    pub(crate) promise: Promise<Outcome<V, E>>,
+    pub(crate) promise: Pending<V, E>,
 }
 
-/// foldhash instead of SipHash: several times cheaper on the hit path, and
-/// still seeded per process so that keys taken from requests cannot be
-/// chosen to collide.
-type Hasher = foldhash::quality::RandomState;
+/// The store of a map. The default `MapStore` is called directly, so its
+/// lookup inlines into the hit path; other stores are called through `dyn`.
+pub(crate) enum Stored<K, V> {
+    Map(MapStore<K, Option<V>>),
+    Other(BoxStore<K, V>),
+    /// `cache(false)`.
+    Nothing,
+}
 
-type Slots<K, V, E> = HashMap<K, Slot<V, E>, Hasher>;
+impl<K, V> Stored<K, V>
+where
+    K: Hash + Eq + MaybeSend + MaybeSync + 'static,
+    V: Clone + MaybeSend + MaybeSync + 'static,
+{
+    fn get(&self, key: &K) -> Option<Option<V>> {
+        match self {
+            Stored::Map(map) => map.get(key),
+            Stored::Other(store) => store.get(key),
+            Stored::Nothing => None,
+        }
+    }
+
+    fn store(&mut self) -> Option<&mut dyn Store<K, Option<V>>> {
+        match self {
+            Stored::Map(map) => Some(map),
+            Stored::Other(store) => Some(&mut **store),
+            Stored::Nothing => None,
+        }
+    }
+
+    fn insert(&mut self, key: K, value: Option<V>) {
+        if let Some(store) = self.store() {
+            store.insert(key, value);
+        }
+    }
+
+    fn remove(&mut self, key: &K) {
+        if let Some(store) = self.store() {
+            store.remove(key);
+        }
+    }
+
+    fn clear(&mut self) {
+        if let Some(store) = self.store() {
+            store.clear();
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Stored::Map(map) => map.len(),
+            Stored::Other(store) => store.len(),
+            Stored::Nothing => 0,
+        }
+    }
+}
+
+/// Everything under the lock.
+struct Entries<K, V, E> {
+    stored: Stored<K, V>,
+    in_flight: HashMap<K, Pending<V, E>, Hasher>,
+}
 
 /// The map under its write lock, as callers that queue keys see it.
 pub(crate) struct Writer<'a, K, V, E> {
-    slots: RwLockWriteGuard<'a, Slots<K, V, E>>,
+    entries: RwLockWriteGuard<'a, Entries<K, V, E>>,
 }
 
 pub(crate) struct IdentityMap<K, V, E> {
-    slots: RwLock<Slots<K, V, E>>,
-    /// `false` when caching is off: entries live only while in flight.
-    keep: bool,
+    entries: RwLock<Entries<K, V, E>>,
     /// The value of an undelivered key; `None`: it is `NotFound`.
     default: Option<Default<K, V>>,
 }
 
 impl<K, V, E> IdentityMap<K, V, E>
 where
-    K: Hash + Eq + Clone,
-    V: Clone,
+    K: Hash + Eq + Clone + MaybeSend + MaybeSync + 'static,
+    V: Clone + MaybeSend + MaybeSync + 'static,
 {
-    pub(crate) fn new(keep: bool, default: Option<Default<K, V>>) -> Self {
+    pub(crate) fn new(stored: Stored<K, V>, default: Option<Default<K, V>>) -> Self {
         Self {
-            slots: RwLock::new(HashMap::default()),
-            keep,
+            entries: RwLock::new(Entries {
+                stored,
+                in_flight: HashMap::default(),
+            }),
             default,
         }
     }
@@ -99,71 +158,80 @@ where
     /// [`claim`](Writer::claim)s). `Err(Busy)` when a writer holds or awaits
     /// the lock: then [`read_lookup`](Self::read_lookup) waits for it.
     pub(crate) fn try_lookup(&self, key: &K) -> Result<Option<Known<V, E>>, Busy> {
-        let slots = self.slots.try_read().ok_or(Busy)?;
-        Ok(lookup(&slots, key))
+        let entries = self.entries.try_read().ok_or(Busy)?;
+        Ok(entries.lookup(key))
     }
 
     /// [`try_lookup`](Self::try_lookup), waiting for the read lock.
     pub(crate) async fn read_lookup(&self, key: &K) -> Option<Known<V, E>> {
-        lookup(&*self.slots.read().await, key)
+        self.entries.read().await.lookup(key)
     }
 
     /// Looks up many keys under one read lock (waiting for it if need be).
     pub(crate) async fn lookup_all(&self, keys: &[K]) -> Vec<Option<Known<V, E>>> {
-        let slots = match self.slots.try_read() {
-            Some(slots) => slots,
-            None => self.slots.read().await,
+        let entries = match self.entries.try_read() {
+            Some(entries) => entries,
+            None => self.entries.read().await,
         };
-        keys.iter().map(|key| lookup(&slots, key)).collect()
+        keys.iter().map(|key| entries.lookup(key)).collect()
+    }
+
+    /// How many answers the store holds.
+    pub(crate) async fn stored(&self) -> usize {
+        self.entries.read().await.stored.len()
     }
 
     /// Takes the write lock, without waiting when it is free.
     pub(crate) async fn writer(&self) -> Writer<'_, K, V, E> {
         Writer {
-            slots: self.write().await,
+            entries: self.write().await,
         }
     }
 
-    async fn write(&self) -> RwLockWriteGuard<'_, Slots<K, V, E>> {
-        match self.slots.try_write() {
-            Some(slots) => slots,
-            None => self.slots.write().await,
+    async fn write(&self) -> RwLockWriteGuard<'_, Entries<K, V, E>> {
+        match self.entries.try_write() {
+            Some(entries) => entries,
+            None => self.entries.write().await,
         }
     }
 
-    /// Stores `value` unless the key is present or in flight; `false` when
-    /// nothing was stored (including when caching is off).
+    /// Stores `value` unless the key is known or in flight; `false` when
+    /// nothing was stored (including when the store keeps nothing).
     pub(crate) async fn prime(&self, key: K, value: V) -> bool {
-        if !self.keep {
+        let mut entries = self.write().await;
+        if entries.lookup(&key).is_some() {
             return false;
         }
-        let mut slots = self.write().await;
-        if lookup(&slots, &key).is_none() {
-            slots.insert(key, Slot::Ready(value));
-            return true;
-        }
-        false
+        entries.stored.insert(key.clone(), Some(value));
+        entries.stored.get(&key).is_some()
     }
 
     /// Forgets `key`. A fetch already running for it still answers its
     /// callers but is no longer joined or stored; a key still queued stays, as
     /// its fetch has not started and will see the state after this clear.
     pub(crate) async fn clear(&self, key: &K) {
-        let mut slots = self.write().await;
-        if slots.get(key).is_some_and(|slot| !is_queued(slot)) {
-            slots.remove(key);
+        let mut entries = self.write().await;
+        entries.stored.remove(key);
+        if entries
+            .in_flight
+            .get(key)
+            .is_some_and(|pending| !is_queued(pending))
+        {
+            entries.in_flight.remove(key);
         }
     }
 
     /// Forgets every key, as [`clear`](Self::clear) does for one.
     pub(crate) async fn clear_all(&self) {
-        self.write().await.retain(|_, slot| is_queued(slot));
+        let mut entries = self.write().await;
+        entries.stored.clear();
+        entries.in_flight.retain(|_, pending| is_queued(pending));
     }
 
     /// Marks the keys of a batch about to be fetched as carried by `batch`.
     /// Done under the lock so that `clear` sees exactly which fetches started.
     pub(crate) async fn start_batch(&self, batch: u64, resolvers: &[Resolver<Outcome<V, E>>]) {
-        let _slots = self.write().await;
+        let _entries = self.write().await;
         for resolver in resolvers {
             resolver.assign_batch(batch);
         }
@@ -171,9 +239,9 @@ where
 
     /// Answers batch `batch` from the values its fetcher delivered: delivered
     /// keys get their value, the rest the default value or `NotFound`.
-    /// Entries still belonging to this batch are stored (or dropped when
-    /// caching is off). Waiters wake when the caller drops the resolvers,
-    /// after the lock is released. Returns how many keys were not delivered.
+    /// Entries still belonging to this batch are stored. Waiters wake when the
+    /// caller drops the resolvers, after the lock is released. Returns how
+    /// many keys were not delivered.
     pub(crate) async fn deliver(
         &self,
         batch: u64,
@@ -182,14 +250,15 @@ where
         values: Vec<(K, V)>,
     ) -> u64 {
         let mut missing = 0;
-        let mut slots = self.write().await;
+        let mut entries = self.write().await;
         // Values whose entry is not this batch's: a key cleared while in
         // flight (its callers still get the value), or one never asked for.
         let mut unclaimed = Vec::new();
         for (key, value) in values {
-            match slots.entry(key) {
+            match entries.in_flight.entry(key) {
                 Entry::Occupied(entry) if owned_by(entry.get(), batch) => {
-                    self.settle(entry, Ok(value));
+                    let (key, pending) = entry.remove_entry();
+                    entries.settle(key, &pending, Ok(value));
                 }
                 Entry::Occupied(entry) => unclaimed.push((entry.key().clone(), value)),
                 Entry::Vacant(entry) => unclaimed.push((entry.into_key(), value)),
@@ -214,33 +283,20 @@ where
                 Some(default) => Ok(default.value_for(key)),
                 None => Err(LoadError::NotFound),
             };
-            match slots.entry(key.clone()) {
-                Entry::Occupied(entry) if owned_by(entry.get(), batch) => {
-                    self.settle(entry, outcome);
+            match entries.in_flight.remove_entry(key) {
+                Some((key, pending)) if owned_by(&pending, batch) => {
+                    entries.settle(key, &pending, outcome);
                 }
-                _ => resolver.answer(outcome),
+                other => {
+                    // Another fetch's entry: put it back untouched.
+                    if let Some((key, pending)) = other {
+                        entries.in_flight.insert(key, pending);
+                    }
+                    resolver.answer(outcome);
+                }
             }
         }
         missing
-    }
-
-    /// Answers the callers of an in-flight entry and stores what they got
-    /// (a value, or a remembered absence), or drops it when caching is off.
-    fn settle(&self, mut entry: OccupiedEntry<'_, K, Slot<V, E>>, outcome: Outcome<V, E>) {
-        let Slot::Loading(promise) = entry.get() else {
-            return;
-        };
-        if !self.keep {
-            promise.answer(outcome);
-            entry.remove();
-            return;
-        }
-        let stored = match &outcome {
-            Ok(value) => Slot::Ready(value.clone()),
-            Err(_) => Slot::Missing,
-        };
-        promise.answer(outcome);
-        entry.insert(stored);
     }
 
     /// Answers every key of batch `batch` with `error`, storing nothing: the
@@ -252,59 +308,90 @@ where
         resolvers: &[Resolver<Outcome<V, E>>],
         error: LoadError<E>,
     ) {
-        let mut slots = self.write().await;
+        let mut entries = self.write().await;
         for (key, resolver) in keys.iter().zip(resolvers) {
-            if slots.get(key).is_some_and(|slot| owned_by(slot, batch)) {
-                slots.remove(key);
+            if entries
+                .in_flight
+                .get(key)
+                .is_some_and(|pending| owned_by(pending, batch))
+            {
+                entries.in_flight.remove(key);
             }
             resolver.answer(Err(error.clone()));
         }
     }
 }
 
+impl<K, V, E> Entries<K, V, E>
+where
+    K: Hash + Eq + Clone + MaybeSend + MaybeSync + 'static,
+    V: Clone + MaybeSend + MaybeSync + 'static,
+{
+    fn lookup(&self, key: &K) -> Option<Known<V, E>> {
+        let stored = match &self.stored {
+            // The default store's hit, with nothing in between.
+            Stored::Map(map) => map
+                .peek(key)
+                .map(|stored| stored.clone().ok_or(LoadError::NotFound)),
+            other => other
+                .get(key)
+                .map(|stored| stored.ok_or(LoadError::NotFound)),
+        };
+        if let Some(outcome) = stored {
+            return Some(Known::Done(outcome));
+        }
+        match self.in_flight.get(key) {
+            Some(pending) if !pending.is_settled() => Some(Known::Join(pending.clone())),
+            // A settled promise still in flight was abandoned (its batch was
+            // dropped unanswered): the key is unknown, fetch it again.
+            _ => None,
+        }
+    }
+
+    /// Answers the callers of a finished in-flight entry (already taken out
+    /// of `in_flight`) and stores what they got.
+    fn settle(&mut self, key: K, pending: &Pending<V, E>, outcome: Outcome<V, E>) {
+        match &outcome {
+            Ok(value) => self.stored.insert(key, Some(value.clone())),
+            Err(_) => self.stored.insert(key, None),
+        }
+        pending.answer(outcome);
+    }
+}
+
 impl<K, V, E> Writer<'_, K, V, E>
 where
-    K: Hash + Eq + Clone,
-    V: Clone,
+    K: Hash + Eq + Clone + MaybeSend + MaybeSync + 'static,
+    V: Clone + MaybeSend + MaybeSync + 'static,
 {
     /// The key's standing, or a new in-flight entry the caller must queue.
     pub(crate) fn claim(&mut self, key: &K) -> Result<Known<V, E>, Claim<V, E>> {
-        if let Some(known) = lookup(&self.slots, key) {
+        if let Some(known) = self.entries.lookup(key) {
             return Ok(known);
         }
         let (resolver, promise) = promise();
-        self.slots
-            .insert(key.clone(), Slot::Loading(promise.clone()));
+        self.entries.in_flight.insert(key.clone(), promise.clone());
         Err(Claim { resolver, promise })
     }
 
     /// Removes the in-flight entry of `key` if it is still `promise`'s (used
     /// when a claimed key could not be queued, or its batch was abandoned).
-    pub(crate) fn forget(&mut self, key: &K, promise: &Promise<Outcome<V, E>>) {
-        if let Some(Slot::Loading(current)) = self.slots.get(key) {
-            if current.same_as(promise) {
-                self.slots.remove(key);
-            }
+    pub(crate) fn forget(&mut self, key: &K, promise: &Pending<V, E>) {
+        let in_flight = &mut self.entries.in_flight;
+        if in_flight
+            .get(key)
+            .is_some_and(|current| current.same_as(promise))
+        {
+            in_flight.remove(key);
         }
     }
 }
 
-fn lookup<K: Hash + Eq, V: Clone, E>(slots: &Slots<K, V, E>, key: &K) -> Option<Known<V, E>> {
-    match slots.get(key)? {
-        Slot::Ready(value) => Some(Known::Done(Ok(value.clone()))),
-        Slot::Missing => Some(Known::Done(Err(LoadError::NotFound))),
-        Slot::Loading(promise) if !promise.is_settled() => Some(Known::Join(promise.clone())),
-        // A settled promise still in the map was abandoned (its batch was
-        // dropped unanswered): treat the key as unknown and fetch again.
-        Slot::Loading(_) => None,
-    }
-}
-
 /// In flight but not yet handed to the fetcher.
-fn is_queued<V, E>(slot: &Slot<V, E>) -> bool {
-    matches!(slot, Slot::Loading(promise) if promise.batch() == 0 && !promise.is_settled())
+fn is_queued<V, E>(pending: &Pending<V, E>) -> bool {
+    pending.batch() == 0 && !pending.is_settled()
 }
 
-fn owned_by<V, E>(slot: &Slot<V, E>, batch: u64) -> bool {
-    matches!(slot, Slot::Loading(promise) if promise.batch() == batch && !promise.is_settled())
+fn owned_by<V, E>(pending: &Pending<V, E>, batch: u64) -> bool {
+    pending.batch() == batch && !pending.is_settled()
 }

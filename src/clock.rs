@@ -1,5 +1,6 @@
-//! Measuring backend time where `std` has a clock: `Instant::now` panics on
-//! wasm32-unknown-unknown, so there the measurement is skipped.
+//! Time where `std` has a clock and where it does not: `Instant::now` panics
+//! on wasm32-unknown-unknown, so there backend time is not measured and
+//! store expiry reads JavaScript's clock.
 
 use std::time::Duration;
 
@@ -29,4 +30,17 @@ impl Stopwatch {
     pub(crate) fn elapsed(&self) -> Duration {
         Duration::ZERO
     }
+}
+
+/// Monotonic time since a fixed origin (the first call in the process).
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) fn since_origin() -> Duration {
+    static ORIGIN: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    ORIGIN.get_or_init(std::time::Instant::now).elapsed()
+}
+
+/// Wall-clock time since the Unix epoch, from JavaScript's `Date.now()`.
+#[cfg(target_arch = "wasm32")]
+pub(crate) fn since_origin() -> Duration {
+    Duration::from_secs_f64(js_sys::Date::now() / 1000.0)
 }

@@ -89,6 +89,7 @@ mod maybe_send;
 mod promise;
 mod spawn;
 mod stats;
+mod store;
 mod trace;
 
 pub use error::{BuildError, ExecuteError, LoadError, SpawnerError, SubmitError};
@@ -98,6 +99,7 @@ pub use grouped::{GroupFetcher, GroupedBatchFetcher, GroupedFetcherBuilder, InGr
 pub use maybe_send::{MaybeSend, MaybeSync};
 pub use spawn::{BoxFuture, Spawner};
 pub use stats::Stats;
+pub use store::{LruStore, MapStore, Store, TtlStore};
 
 #[cfg(feature = "async-std")]
 pub use spawn::AsyncStdSpawner;

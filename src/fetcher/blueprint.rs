@@ -9,11 +9,12 @@ use async_lock::Semaphore;
 
 use super::runner::FetchRunner;
 use super::{BatchFetcher, Fetcher};
-use crate::cache::{Default, IdentityMap};
+use crate::cache::{BoxStore, Default, IdentityMap, Stored};
 use crate::core::{self, BatchLimits, Settings};
 use crate::spawn::Spawner;
 use crate::stats::Counters;
-use crate::BuildError;
+use crate::store::MapStore;
+use crate::{BuildError, MaybeSend, MaybeSync};
 
 /// What a fetching loader remembers: whether it caches, and the value of an
 /// undelivered key.
@@ -68,17 +69,21 @@ impl<K, V> Blueprint<K, V> {
         })
     }
 
-    /// Starts a loader over `fetcher`: its own identity map and collector.
-    pub(crate) fn build<F>(&self, fetcher: F) -> BatchFetcher<F>
+    /// Starts a loader over `fetcher`: its own identity map (answers kept in
+    /// `store`, or a `MapStore`; nothing kept with `cache(false)`) and
+    /// collector.
+    pub(crate) fn build<F>(&self, fetcher: F, store: Option<BoxStore<K, V>>) -> BatchFetcher<F>
     where
         F: Fetcher<Key = K, Value = V>,
-        K: Hash + Eq + Clone,
-        V: Clone,
+        K: Hash + Eq + Clone + MaybeSend + MaybeSync + 'static,
+        V: Clone + MaybeSend + MaybeSync + 'static,
     {
-        let map = Arc::new(IdentityMap::new(
-            self.remembering.cache,
-            self.remembering.default.clone(),
-        ));
+        let store = match (self.remembering.cache, store) {
+            (false, _) => Stored::Nothing,
+            (true, Some(store)) => Stored::Other(store),
+            (true, None) => Stored::Map(MapStore::new()),
+        };
+        let map = Arc::new(IdentityMap::new(store, self.remembering.default.clone()));
         let runner = Arc::new(FetchRunner {
             fetcher,
             map: map.clone(),

@@ -4,8 +4,9 @@ use std::fmt;
 
 use super::blueprint::{Blueprint, Remembering};
 use super::{BatchFetcher, Fetcher};
+use crate::cache::BoxStore;
 use crate::core::{shared_settings, Settings};
-use crate::BuildError;
+use crate::{BuildError, Store};
 
 /// The builder methods of what a fetching loader remembers, written once for
 /// [`FetcherBuilder`] and the grouped builder: `cache`, `default_value`,
@@ -14,7 +15,7 @@ macro_rules! remembering_settings {
     () => {
         /// Whether fetched values (and `NotFound`) are remembered (default `true`).
         /// With `false`, concurrent loads of a key still share one fetch, but
-        /// nothing is kept once it is answered.
+        /// nothing is kept once it is answered (any store set is not used).
         pub fn cache(mut self, enabled: bool) -> Self {
             self.remembering.cache = enabled;
             self
@@ -106,6 +107,7 @@ pub struct FetcherBuilder<F: Fetcher> {
     fetcher: F,
     settings: Settings,
     remembering: Remembering<F::Key, F::Value>,
+    store: Option<BoxStore<F::Key, F::Value>>,
 }
 
 impl<F: Fetcher> FetcherBuilder<F> {
@@ -114,7 +116,35 @@ impl<F: Fetcher> FetcherBuilder<F> {
             fetcher,
             settings: Settings::default(),
             remembering: Remembering::default(),
+            store: None,
         }
+    }
+
+    /// Where fetched answers are kept: a [`MapStore`](crate::MapStore)
+    /// (unbounded) by default, an [`LruStore`](crate::LruStore) to bound a
+    /// long-lived loader's memory, a [`TtlStore`](crate::TtlStore) for data
+    /// that goes stale, or any [`Store`]. The store holds `Some(value)` for
+    /// fetched values and `None` for remembered absences.
+    ///
+    /// ```
+    /// # use anybatch::{BatchFetcher, Fetcher, Values};
+    /// use anybatch::LruStore;
+    /// # struct Users;
+    /// # impl Fetcher for Users {
+    /// #     type Key = u64; type Value = u64; type Error = std::io::Error;
+    /// #     async fn fetch(&self, keys: &[u64], values: &mut Values<u64, u64>) -> Result<(), Self::Error> {
+    /// #         values.extend(keys.iter().map(|&key| (key, key))); Ok(())
+    /// #     }
+    /// # }
+    /// # smol::block_on(async {
+    /// let users = BatchFetcher::builder(Users).store(LruStore::new(2)).build().unwrap();
+    /// users.load_many(&[1, 2, 3]).await.unwrap();
+    /// assert_eq!(users.cached().await, 2);
+    /// # });
+    /// ```
+    pub fn store(mut self, store: impl Store<F::Key, Option<F::Value>>) -> Self {
+        self.store = Some(Box::new(store));
+        self
     }
 
     shared_settings!("key", "fetch");
@@ -139,7 +169,7 @@ impl<F: Fetcher> FetcherBuilder<F> {
     /// ```
     pub fn build(self) -> Result<BatchFetcher<F>, BuildError> {
         let blueprint = Blueprint::new(self.settings, self.remembering)?;
-        Ok(blueprint.build(self.fetcher))
+        Ok(blueprint.build(self.fetcher, self.store))
     }
 }
 
@@ -148,6 +178,7 @@ impl<F: Fetcher> fmt::Debug for FetcherBuilder<F> {
         f.debug_struct("FetcherBuilder")
             .field("settings", &self.settings)
             .field("remembering", &self.remembering)
+            .field("store", &self.store.is_some())
             .finish_non_exhaustive()
     }
 }

@@ -302,6 +302,12 @@ impl<F: Fetcher> BatchFetcher<F> {
         self.inner.queue.is_closed()
     }
 
+    /// How many answers (values and remembered absences) the loader's store
+    /// holds now.
+    pub async fn cached(&self) -> usize {
+        self.inner.map.stored().await
+    }
+
     /// What this loader has done so far; see [`Stats`].
     pub fn stats(&self) -> Stats {
         self.inner.counters.snapshot()

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use super::builder::StoreMaker;
 use super::{GroupFetcher, GroupedFetcherBuilder, InGroup};
 use crate::fetcher::Blueprint;
 use crate::{BatchFetcher, LoadError, Stats};
@@ -27,6 +28,7 @@ pub struct GroupedBatchFetcher<F: GroupFetcher> {
 struct Inner<F: GroupFetcher> {
     fetcher: Arc<F>,
     blueprint: Blueprint<F::Key, F::Value>,
+    stores: Option<StoreMaker<F>>,
     groups: Mutex<Groups<F>>,
 }
 
@@ -41,11 +43,16 @@ impl<F: GroupFetcher> GroupedBatchFetcher<F> {
         GroupedFetcherBuilder::new(fetcher)
     }
 
-    pub(crate) fn new(fetcher: F, blueprint: Blueprint<F::Key, F::Value>) -> Self {
+    pub(crate) fn new(
+        fetcher: F,
+        blueprint: Blueprint<F::Key, F::Value>,
+        stores: Option<StoreMaker<F>>,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 fetcher: Arc::new(fetcher),
                 blueprint,
+                stores,
                 groups: Mutex::new(Groups {
                     loaders: HashMap::default(),
                     closed: false,
@@ -65,7 +72,8 @@ impl<F: GroupFetcher> GroupedBatchFetcher<F> {
             fetcher: self.inner.fetcher.clone(),
             group: group.clone(),
         };
-        let loader = self.inner.blueprint.build(fetcher);
+        let store = self.inner.stores.as_ref().map(|make| make.store_for(group));
+        let loader = self.inner.blueprint.build(fetcher, store);
         if groups.closed {
             loader.stop_taking();
         }
