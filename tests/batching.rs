@@ -1,6 +1,4 @@
 //! How loads become batches: size, delay, in-flight limit and deduplication.
-// The native suite; wasm32 runs tests/wasm.rs (the harness here needs threads).
-#![cfg(not(target_arch = "wasm32"))]
 
 mod common;
 

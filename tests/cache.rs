@@ -1,7 +1,5 @@
 //! The identity map: hits, `prime`, `clear`, `clear_all`, remembered absence
 //! and `cache(false)`.
-// The native suite; wasm32 runs tests/wasm.rs (the harness here needs threads).
-#![cfg(not(target_arch = "wasm32"))]
 
 mod common;
 

@@ -1,7 +1,5 @@
 //! Cancellation, `close`, dropping the last handle and executors that drop
 //! their work.
-// The native suite; wasm32 runs tests/wasm.rs (the harness here needs threads).
-#![cfg(not(target_arch = "wasm32"))]
 
 mod common;
 
@@ -61,6 +59,7 @@ runtime_tests! {
     /// Fetches run on the runtime the loader was given, through the crate's
     /// adapter for it (smol's on the harness's own executor, not the global
     /// one).
+    #[cfg(not(target_arch = "wasm32"))] // thread names: wasm32 has one thread
     async fn fetches_run_on_the_given_runtime(rt: Rt) {
         let (builder, probe) = builder(&rt);
         let loader = builder.max_batch_size(1).build().unwrap();

@@ -1,9 +1,9 @@
 //! `stats()`: what each kind of request and batch outcome counts as.
-// The native suite; wasm32 runs tests/wasm.rs (the harness here needs threads).
-#![cfg(not(target_arch = "wasm32"))]
 
 mod common;
 
+// Only the native-only backend-time test needs it.
+#[cfg(not(target_arch = "wasm32"))]
 use std::time::Duration;
 
 use common::*;
@@ -15,7 +15,13 @@ runtime_tests! {
         let (builder, probe) = builder(&rt);
         probe.omit(5);
         probe.fail(6, 1);
-        probe.panic(7, 1);
+        // wasm32 aborts on a panic, so there key 7's batch fails instead.
+        let panics = cfg!(not(target_arch = "wasm32"));
+        if panics {
+            probe.panic(7, 1);
+        } else {
+            probe.fail(7, 1);
+        }
         let loader = builder.max_batch_size(3).max_delay(FOREVER).build().unwrap();
 
         // [1, 2, 2]: two keys queued, one joined; one batch of 2 (flushed by
@@ -40,13 +46,14 @@ runtime_tests! {
         assert_eq!(stats.largest_batch, 3);
         assert!((stats.mean_batch_size - 3.0).abs() < f64::EPSILON);
         assert_eq!(stats.not_found, 1);
-        assert_eq!(stats.failed_batches, 1);
-        assert_eq!(stats.panicked_batches, 1);
+        assert_eq!(stats.failed_batches, if panics { 1 } else { 2 });
+        assert_eq!(stats.panicked_batches, if panics { 1 } else { 0 });
         assert_eq!(stats.closed, 1);
     }
 
     /// Backend time covers the whole backend call: at least as long as the
     /// test held the fetch at its gate.
+    #[cfg(not(target_arch = "wasm32"))] // wasm32 has no clock: backend time stays zero there
     async fn backend_time_covers_the_call(rt: Rt) {
         let (builder, probe) = builder(&rt);
         let loader = builder.max_delay(Duration::ZERO).build().unwrap();

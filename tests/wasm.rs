@@ -3,30 +3,18 @@
 //! the executor. Run by `.ci/wasm.sh` through `wasm-bindgen-test-runner`.
 #![cfg(target_arch = "wasm32")]
 
+mod common;
+
 use std::cell::RefCell;
 use std::fmt;
 use std::rc::Rc;
 use std::time::Duration;
 
 use anybatch::{BatchExecutor, BatchFetcher, Executor, Fetcher, LoadError, Values};
+use common::js_sleep;
 use futures::future::join_all;
 use wasm_bindgen::JsValue;
-use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::wasm_bindgen_test as test;
-
-/// Waits `ms` milliseconds on JavaScript's own `setTimeout`, as a promise.
-async fn js_sleep(ms: i32) {
-    let promise = js_sys::Promise::new(&mut |resolve, _reject| {
-        let global = js_sys::global();
-        let set_timeout =
-            js_sys::Reflect::get(&global, &JsValue::from_str("setTimeout")).expect("setTimeout");
-        let set_timeout: js_sys::Function = set_timeout.into();
-        set_timeout
-            .call2(&global, &resolve, &JsValue::from(ms))
-            .expect("setTimeout call");
-    });
-    JsFuture::from(promise).await.expect("timeout promise");
-}
 
 /// Fails a test that has not finished after `HANG_LIMIT_MS`: a hang
 /// detector on JavaScript's own timer, independent of futures-timer (which

@@ -1,8 +1,19 @@
 //! Shared helpers for the integration tests: a harness that runs one test body
-//! on smol, tokio and async-std, and a controllable test fetcher.
+//! on smol, tokio and async-std (and on wasm32, on the JavaScript event loop),
+//! and a controllable test fetcher.
 
 // Every test file includes this module and uses a different part of it.
 #![allow(dead_code, unused_macros, unused_imports)]
+
+#[cfg(not(target_arch = "wasm32"))]
+mod native;
+#[cfg(target_arch = "wasm32")]
+mod wasm;
+
+#[cfg(not(target_arch = "wasm32"))]
+pub use native::*;
+#[cfg(target_arch = "wasm32")]
+pub use wasm::*;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -14,7 +25,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use anybatch::{BatchFetcher, BoxFuture, Fetcher, FetcherBuilder, Spawner, Values};
+use anybatch::{BatchFetcher, BoxFuture, Fetcher, FetcherBuilder, MaybeSend, Spawner, Values};
 use async_lock::{RwLock, RwLockWriteGuardArc};
 use futures::channel::oneshot;
 use futures::future::{select, Either};
@@ -36,8 +47,14 @@ pub const FOREVER: Duration = Duration::from_secs(3600);
 // ---------------------------------------------------------------------------
 
 /// Runs each `async fn name(rt: Rt) { .. }` as three tests, `name::smol`,
-/// `name::tokio` and `name::async_std`, so a failure names its runtime.
-/// Attributes written before `async fn` (such as `#[ignore]`) go on each.
+/// `name::tokio` and `name::async_std`, so a failure names its runtime; on
+/// wasm32 as one, `name::wasm`, a `wasm_bindgen_test` (a plain `#[test]` is
+/// skipped there without a word).
+///
+/// Attributes written before `async fn` go on each test and on the body, so
+/// `#[cfg(not(target_arch = "wasm32"))]` (with a comment saying why) keeps a
+/// body native-only; `.ci/wasm.sh` reads that attribute to know which tests
+/// wasm32 is expected to skip.
 macro_rules! runtime_tests {
     ($( $(#[$meta:meta])* async fn $name:ident($rt:ident : Rt) $body:block )*) => {
         $(
@@ -45,26 +62,35 @@ macro_rules! runtime_tests {
                 #[allow(unused_imports)]
                 use super::*;
 
+                $(#[$meta])*
                 async fn body($rt: $crate::common::Rt) $body
 
                 $(#[$meta])*
+                #[cfg(not(target_arch = "wasm32"))]
                 #[test]
                 fn smol() {
                     $crate::common::run_smol(body);
                 }
 
                 $(#[$meta])*
-                #[cfg(feature = "tokio")]
+                #[cfg(all(feature = "tokio", not(target_arch = "wasm32")))]
                 #[test]
                 fn tokio() {
                     $crate::common::run_tokio(body);
                 }
 
                 $(#[$meta])*
-                #[cfg(feature = "async-std")]
+                #[cfg(all(feature = "async-std", not(target_arch = "wasm32")))]
                 #[test]
                 fn async_std() {
                     $crate::common::run_async_std(body);
+                }
+
+                $(#[$meta])*
+                #[cfg(target_arch = "wasm32")]
+                #[wasm_bindgen_test::wasm_bindgen_test]
+                async fn wasm() {
+                    $crate::common::run_wasm(body).await;
                 }
             }
         )*
@@ -77,21 +103,28 @@ pub(crate) use runtime_tests;
 /// test's own tasks.
 #[derive(Clone, Debug)]
 pub enum Rt {
+    #[cfg(not(target_arch = "wasm32"))]
     Smol(anybatch::SmolSpawner),
-    #[cfg(feature = "tokio")]
+    #[cfg(all(feature = "tokio", not(target_arch = "wasm32")))]
     Tokio(anybatch::TokioSpawner),
-    #[cfg(feature = "async-std")]
+    #[cfg(all(feature = "async-std", not(target_arch = "wasm32")))]
     AsyncStd(anybatch::AsyncStdSpawner),
+    /// The JavaScript event loop, the one thread of wasm32.
+    #[cfg(target_arch = "wasm32")]
+    Wasm(anybatch::WasmSpawner),
 }
 
 impl Spawner for Rt {
     fn spawn(&self, future: BoxFuture) {
         match self {
+            #[cfg(not(target_arch = "wasm32"))]
             Rt::Smol(spawner) => spawner.spawn(future),
-            #[cfg(feature = "tokio")]
+            #[cfg(all(feature = "tokio", not(target_arch = "wasm32")))]
             Rt::Tokio(spawner) => spawner.spawn(future),
-            #[cfg(feature = "async-std")]
+            #[cfg(all(feature = "async-std", not(target_arch = "wasm32")))]
             Rt::AsyncStd(spawner) => spawner.spawn(future),
+            #[cfg(target_arch = "wasm32")]
+            Rt::Wasm(spawner) => spawner.spawn(future),
         }
     }
 }
@@ -99,17 +132,21 @@ impl Spawner for Rt {
 impl Rt {
     pub fn name(&self) -> &'static str {
         match self {
+            #[cfg(not(target_arch = "wasm32"))]
             Rt::Smol(_) => "smol",
-            #[cfg(feature = "tokio")]
+            #[cfg(all(feature = "tokio", not(target_arch = "wasm32")))]
             Rt::Tokio(_) => "tokio",
-            #[cfg(feature = "async-std")]
+            #[cfg(all(feature = "async-std", not(target_arch = "wasm32")))]
             Rt::AsyncStd(_) => "async-std",
+            #[cfg(target_arch = "wasm32")]
+            Rt::Wasm(_) => "wasm",
         }
     }
 
     /// Whether `thread` (a thread's name) is one of this runtime's workers:
     /// smol's are the harness's own executor threads, tokio's and
     /// async-std's carry those runtimes' default names.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn is_worker(&self, thread: &str) -> bool {
         match self {
             Rt::Smol(_) => thread.starts_with("smol-test-"),
@@ -129,11 +166,12 @@ impl Rt {
     }
 
     /// Spawns `future` as a task of this runtime (through the crate's spawner
-    /// adapter); the handle yields its output or resumes its panic.
+    /// adapter); the handle yields its output or resumes its panic. (`Send`
+    /// on native targets only: wasm32 has one thread and `!Send` loaders.)
     pub fn spawn<T, Fut>(&self, future: Fut) -> JoinHandle<T>
     where
-        T: Send + 'static,
-        Fut: Future<Output = T> + Send + 'static,
+        T: MaybeSend + 'static,
+        Fut: Future<Output = T> + MaybeSend + 'static,
     {
         let (sender, receiver) = oneshot::channel();
         Spawner::spawn(
@@ -152,8 +190,8 @@ impl Rt {
     /// using this arranges).
     pub async fn spawn_polled<T, Fut>(&self, future: Fut) -> JoinHandle<T>
     where
-        T: Send + 'static,
-        Fut: Future<Output = T> + Send + 'static,
+        T: MaybeSend + 'static,
+        Fut: Future<Output = T> + MaybeSend + 'static,
     {
         let (polled, was_polled) = oneshot::channel();
         let handle = self.spawn(async move {
@@ -192,87 +230,6 @@ impl<T> Future for JoinHandle<T> {
 /// Awaits every handle, in order.
 pub async fn join_all<T>(handles: Vec<JoinHandle<T>>) -> Vec<T> {
     futures::future::join_all(handles).await
-}
-
-/// Wraps a test body: catches its panic so the test thread can resume it.
-fn guarded<Fut>(body: Fut) -> impl Future<Output = std::thread::Result<()>> + Send + 'static
-where
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    AssertUnwindSafe(body).catch_unwind()
-}
-
-/// Waits for the body's task on the test thread, failing after
-/// [`HANG_LIMIT`], and resumes the body's panic.
-async fn finish<J>(runtime: &str, task: J)
-where
-    J: Future<Output = std::thread::Result<()>>,
-{
-    match select(pin!(task), Delay::new(HANG_LIMIT)).await {
-        Either::Left((Ok(()), _)) => {}
-        Either::Left((Err(panic), _)) => std::panic::resume_unwind(panic),
-        Either::Right(_) => panic!("test hung on {runtime} (no end after {HANG_LIMIT:?})"),
-    }
-}
-
-/// Runs `body` as a task of a dedicated smol executor driven by two threads.
-pub fn run_smol<Fut>(body: impl FnOnce(Rt) -> Fut)
-where
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    let executor = Arc::new(smol::Executor::<'static>::new());
-    let (stop, stopped) = async_channel::bounded::<()>(1);
-    let threads: Vec<_> = (0..2)
-        .map(|index| {
-            let executor = executor.clone();
-            let stopped = stopped.clone();
-            std::thread::Builder::new()
-                .name(format!("smol-test-{index}"))
-                .spawn(move || smol::block_on(executor.run(stopped.recv())))
-                .expect("start an executor thread")
-        })
-        .collect();
-    let rt = Rt::Smol(anybatch::SmolSpawner::on(executor.clone()));
-    let task = executor.spawn(guarded(body(rt)));
-    smol::block_on(finish("smol", task));
-    drop(stop);
-    for thread in threads {
-        let _ = thread.join();
-    }
-}
-
-/// Runs `body` as a task of a two-worker tokio runtime.
-#[cfg(feature = "tokio")]
-pub fn run_tokio<Fut>(body: impl FnOnce(Rt) -> Fut)
-where
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .build()
-        .expect("build a tokio runtime");
-    let rt = Rt::Tokio(anybatch::TokioSpawner::from_handle(
-        runtime.handle().clone(),
-    ));
-    let task = runtime.spawn(guarded(body(rt)));
-    let task = task.map(|joined| match joined {
-        Ok(outcome) => outcome,
-        Err(error) if error.is_panic() => Err(error.into_panic()),
-        Err(error) => panic!("the test body's task failed: {error}"),
-    });
-    runtime.block_on(finish("tokio", task));
-    runtime.shutdown_background();
-}
-
-/// Runs `body` as a task of async-std's global executor.
-#[cfg(feature = "async-std")]
-pub fn run_async_std<Fut>(body: impl FnOnce(Rt) -> Fut)
-where
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    let rt = Rt::AsyncStd(anybatch::AsyncStdSpawner);
-    let task = async_std::task::spawn(guarded(body(rt)));
-    async_std::task::block_on(finish("async-std", task));
 }
 
 // ---------------------------------------------------------------------------
@@ -355,7 +312,8 @@ struct Behaviour {
 struct Record {
     /// Keys of every batch, in the order the batches started.
     batches: Vec<Vec<u64>>,
-    /// The thread each batch started on, in the same order.
+    /// The thread each batch started on, in the same order (native targets:
+    /// wasm32 has one thread).
     threads: Vec<String>,
     behaviours: HashMap<u64, Behaviour>,
 }
@@ -447,10 +405,13 @@ impl Fetcher for TestFetcher {
         {
             let mut record = state.record();
             record.batches.push(keys.to_vec());
-            let thread = std::thread::current();
-            record
-                .threads
-                .push(thread.name().unwrap_or("unnamed").to_owned());
+            #[cfg(not(target_arch = "wasm32"))]
+            record.threads.push(
+                std::thread::current()
+                    .name()
+                    .unwrap_or("unnamed")
+                    .to_owned(),
+            );
         }
         let _ = state.started.try_send(keys.to_vec());
         drop(state.gate.read().await);
@@ -538,6 +499,7 @@ impl Probe {
     }
 
     /// The name of the thread each batch started on, in start order.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn threads(&self) -> Vec<String> {
         self.state.record().threads.clone()
     }
