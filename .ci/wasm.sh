@@ -13,7 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cache="${ANYBATCH_CI_CACHE:-$HOME/.cache/anybatch-ci}"
-suites=(batching cache errors executor lifecycle stats)
+suites=(batching cache errors executor lifecycle stats values groups stores)
 
 missing=()
 for package in rustc-web cargo-web rust-web-src rust-web-llvm lld-22 chromium chromium-driver; do

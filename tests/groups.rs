@@ -1,8 +1,6 @@
 //! Grouped loaders: a batch holds keys of one group, caching and dedup are
 //! per (group, key), groups share `max_in_flight`; and per-request loaders
 //! leave nothing behind.
-// The native suite; wasm32 runs tests/wasm.rs (the harness here needs threads).
-#![cfg(not(target_arch = "wasm32"))]
 
 mod common;
 

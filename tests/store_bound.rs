@@ -1,7 +1,8 @@
 //! Untrusted keys cannot grow a bounded loader's memory: a million distinct
 //! keys through a loader whose `LruStore` holds 10,000 leave the store at
 //! 10,000 entries and the process's live allocations where they were.
-// The native suite; wasm32 runs tests/wasm.rs (the harness here needs threads).
+// Native only: it counts the whole process's allocations across runtime threads, and a
+// million loads would take minutes in a wasm test runner.
 #![cfg(not(target_arch = "wasm32"))]
 
 mod common;

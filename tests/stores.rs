@@ -1,6 +1,4 @@
 //! Pluggable stores behind the identity map: bounded, expiring, custom.
-// The native suite; wasm32 runs tests/wasm.rs (the harness here needs threads).
-#![cfg(not(target_arch = "wasm32"))]
 
 mod common;
 

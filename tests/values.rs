@@ -1,7 +1,5 @@
 //! What a key's value can be beyond "what the fetcher delivered": a default
 //! for undelivered keys, and one-to-many rows collected per key.
-// The native suite; wasm32 runs tests/wasm.rs (the harness here needs threads).
-#![cfg(not(target_arch = "wasm32"))]
 
 mod common;
 
