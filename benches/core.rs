@@ -1,7 +1,8 @@
 //! A quick look at the core's own cost, each figure next to a floor measured
 //! in the same run (the backend is instant: `value = key * 2`).
 //!
-//! Run: `cargo bench --bench core`
+//! Run: `cargo bench --bench core`, or only some parts:
+//! `cargo bench --bench core -- burst`.
 
 use std::collections::HashMap;
 use std::hint::black_box;
@@ -301,12 +302,26 @@ fn per_request_loader(pool: &Pool) {
 }
 
 fn main() {
+    // `cargo bench --bench core -- burst` runs only the parts named `burst`.
+    let filter = std::env::args().skip(1).find(|arg| !arg.starts_with("--"));
+    let wanted = |name: &str| {
+        filter
+            .as_ref()
+            .is_none_or(|filter| name.contains(filter.as_str()))
+    };
     let pool = Pool::new();
-    per_request_loader(&pool);
-    hit_path(&pool);
-    lone_load_latency(&pool);
-    burst(&pool);
-    delivery(&pool);
-    spawned_tasks(&pool);
+    let parts: [(&str, fn(&Pool)); 6] = [
+        ("per_request", per_request_loader),
+        ("hit_path", hit_path),
+        ("lone_load", lone_load_latency),
+        ("burst", burst),
+        ("delivery", delivery),
+        ("spawned_tasks", spawned_tasks),
+    ];
+    for (name, part) in parts {
+        if wanted(name) {
+            part(&pool);
+        }
+    }
     pool.shutdown();
 }

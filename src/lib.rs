@@ -46,6 +46,50 @@
 //! its batch and is not remembered; a dropped `load` future never cancels a
 //! fetch that others wait on.
 //!
+//! # Shapes of data
+//! - A value for keys the backend does not return:
+//!   [`FetcherBuilder::default_value`].
+//! - Several rows per key ("every comment of post 7"): [`RowFetcher`] and
+//!   [`OneToMany`].
+//! - Batches that must not mix tenants, users or tables: [`GroupFetcher`] and
+//!   [`GroupedBatchFetcher`].
+//! - Bounded or expiring caches for long-lived loaders: [`Store`],
+//!   [`LruStore`], [`TtlStore`].
+//!
+//! # A loader per request
+//! In a server, create the loaders for each request, so that one user's
+//! identity map is never another's. A loader costs a few microseconds to
+//! create, and once its last handle is dropped its collector fetches what is
+//! still queued and exits; nothing is left behind.
+//!
+//! ```
+//! # use anybatch::{BatchFetcher, Fetcher, Values};
+//! # struct Authors;
+//! # impl Fetcher for Authors {
+//! #     type Key = u32; type Value = String; type Error = std::io::Error;
+//! #     async fn fetch(&self, ids: &[u32], values: &mut Values<u32, String>) -> Result<(), Self::Error> {
+//! #         values.extend(ids.iter().map(|&id| (id, format!("author {id}")))); Ok(())
+//! #     }
+//! # }
+//! /// What one request's handlers share.
+//! struct RequestLoaders {
+//!     authors: BatchFetcher<Authors>,
+//! }
+//!
+//! async fn handle_request(post_authors: &[u32]) -> Vec<String> {
+//!     let loaders = RequestLoaders {
+//!         authors: BatchFetcher::builder(Authors).build().unwrap(),
+//!     };
+//!     let names = post_authors.iter().map(|&id| loaders.authors.load(id));
+//!     futures::future::join_all(names).await.into_iter().map(Result::unwrap).collect()
+//!     // `loaders` is dropped here, and with it the request's identity map.
+//! }
+//!
+//! # smol::block_on(async {
+//! assert_eq!(handle_request(&[1, 2, 1]).await, ["author 1", "author 2", "author 1"]);
+//! # });
+//! ```
+//!
 //! # Writes
 //! [`BatchExecutor`] batches mutations on the same core: `execute(value)`
 //! calls become one [`Executor::execute`] per batch, each value run exactly
