@@ -301,6 +301,9 @@ fn per_request_loader(pool: &Pool) {
     );
 }
 
+/// A named part of this bench.
+type Part = (&'static str, fn(&Pool));
+
 fn main() {
     // `cargo bench --bench core -- burst` runs only the parts named `burst`.
     let filter = std::env::args().skip(1).find(|arg| !arg.starts_with("--"));
@@ -310,7 +313,7 @@ fn main() {
             .is_none_or(|filter| name.contains(filter.as_str()))
     };
     let pool = Pool::new();
-    let parts: [(&str, fn(&Pool)); 6] = [
+    let parts: [Part; 6] = [
         ("per_request", per_request_loader),
         ("hit_path", hit_path),
         ("lone_load", lone_load_latency),
