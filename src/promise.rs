@@ -51,10 +51,12 @@ impl<T> Clone for Promise<T> {
 }
 
 impl<T> Promise<T> {
-    /// Waits for the answer; `None` when the resolver was dropped unanswered.
-    pub(crate) fn wait(&self) -> Wait<T> {
+    /// Waits for the answer; gives the promise back when the resolver was
+    /// dropped unanswered. Takes the promise by value: cloning it would touch
+    /// the reference count the batch's task is touching too.
+    pub(crate) fn wait(self) -> Wait<T> {
         Wait {
-            promise: self.clone(),
+            promise: self,
             slot: None,
         }
     }
@@ -174,22 +176,31 @@ pub(crate) struct Wait<T> {
     slot: Option<usize>,
 }
 
-impl<T: Clone> Future for Wait<T> {
-    type Output = Option<T>;
+impl<T: Clone> Wait<T> {
+    fn ready(&self, answer: &Option<T>) -> Poll<Result<T, Promise<T>>> {
+        Poll::Ready(match answer {
+            Some(answer) => Ok(answer.clone()),
+            None => Err(self.promise.clone()),
+        })
+    }
+}
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
+impl<T: Clone> Future for Wait<T> {
+    type Output = Result<T, Promise<T>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         let shared = &this.promise.shared;
         // Lock-free once answered: late joiners never touch the mutex.
         if let Some(answer) = shared.answer.get() {
-            return Poll::Ready(answer.clone());
+            return this.ready(answer);
         }
         let mut wakers = shared.wakers.lock().unwrap_or_else(PoisonError::into_inner);
         // Re-check under the lock: the resolver takes the wakers under it
         // after setting the answer, so either we see the answer or it sees us.
         if let Some(answer) = shared.answer.get() {
             drop(wakers);
-            return Poll::Ready(answer.clone());
+            return this.ready(answer);
         }
         this.slot = Some(wakers.register(this.slot, cx.waker()));
         Poll::Pending
@@ -219,23 +230,24 @@ mod tests {
     #[test]
     fn answer_reaches_every_waiter() {
         let (resolver, promise) = promise::<u32>();
-        let mut first = promise.wait();
-        let mut second = promise.wait();
+        let mut first = promise.clone().wait();
+        let mut second = promise.clone().wait();
         assert!(first.poll_unpin(&mut noop_context()).is_pending());
         resolver.answer(5);
         drop(resolver);
-        assert_eq!(futures::executor::block_on(&mut first), Some(5));
-        assert_eq!(futures::executor::block_on(&mut second), Some(5));
-        assert_eq!(futures::executor::block_on(promise.wait()), Some(5));
+        assert_eq!(answer(&mut first), Some(5));
+        assert_eq!(answer(&mut second), Some(5));
+        assert_eq!(answer(promise.wait()), Some(5));
     }
 
     #[test]
     fn dropped_resolver_abandons() {
         let (resolver, promise) = promise::<u32>();
-        let waiter = promise.wait();
+        let waiter = promise.clone().wait();
         drop(resolver);
         assert!(promise.is_settled());
-        assert_eq!(futures::executor::block_on(waiter), None);
+        let abandoned = futures::executor::block_on(waiter).unwrap_err();
+        assert!(abandoned.same_as(&promise));
     }
 
     #[test]
@@ -244,16 +256,16 @@ mod tests {
         promise.answer(1);
         resolver.answer(2);
         drop(resolver);
-        assert_eq!(futures::executor::block_on(promise.wait()), Some(1));
+        assert_eq!(answer(promise.wait()), Some(1));
     }
 
     #[test]
     fn departed_waiters_free_their_slots() {
         let (_resolver, promise) = promise::<u32>();
-        let mut kept = promise.wait();
+        let mut kept = promise.clone().wait();
         assert!(kept.poll_unpin(&mut noop_context()).is_pending());
         for _ in 0..1_000 {
-            let mut passing = promise.wait();
+            let mut passing = promise.clone().wait();
             assert!(passing.poll_unpin(&mut noop_context()).is_pending());
         }
         let wakers = promise.shared.wakers.lock().unwrap();
@@ -263,6 +275,10 @@ mod tests {
             1,
             "one slot, reused by every passing waiter"
         );
+    }
+
+    fn answer<W: Future<Output = Result<u32, Promise<u32>>>>(wait: W) -> Option<u32> {
+        futures::executor::block_on(wait).ok()
     }
 
     fn noop_context() -> Context<'static> {

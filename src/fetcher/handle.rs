@@ -399,8 +399,8 @@ impl<F: Fetcher> BatchFetcher<F> {
 
     async fn wait(&self, key: &F::Key, promise: Promise<Result<F>>) -> Result<F> {
         match promise.wait().await {
-            Some(outcome) => outcome,
-            None => Box::pin(self.abandoned(key, promise)).await,
+            Ok(outcome) => outcome,
+            Err(promise) => Box::pin(self.abandoned(key, promise)).await,
         }
     }
 
