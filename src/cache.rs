@@ -296,6 +296,7 @@ where
                 }
             }
         }
+        entries.shrink_in_flight();
         missing
     }
 
@@ -319,6 +320,7 @@ where
             }
             resolver.answer(Err(error.clone()));
         }
+        entries.shrink_in_flight();
     }
 }
 
@@ -345,6 +347,14 @@ where
             // A settled promise still in flight was abandoned (its batch was
             // dropped unanswered): the key is unknown, fetch it again.
             _ => None,
+        }
+    }
+
+    /// Gives back the memory of a burst of keys once it is answered.
+    fn shrink_in_flight(&mut self) {
+        let (len, capacity) = (self.in_flight.len(), self.in_flight.capacity());
+        if capacity > 64 && len * 4 < capacity {
+            self.in_flight.shrink_to(len * 2);
         }
     }
 

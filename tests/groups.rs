@@ -204,6 +204,38 @@ runtime_tests! {
         assert_eq!(probe.calls(), [(1, vec![3])]);
     }
 
+    /// `close` also waits for a forgotten group whose fetch is still running.
+    async fn close_waits_for_forgotten_groups(rt: Rt) {
+        let (builder, probe) = grouped(&rt);
+        let loader = builder.build().unwrap();
+        let gate = probe.gate.write_arc().await;
+        let pending = {
+            let loader = loader.clone();
+            rt.spawn(async move { loader.load(&1, 5).await })
+        };
+        assert_eq!(probe.started.recv().await, Ok(1));
+        loader.clear_group(&1);
+        let mut closing = Box::pin(loader.close());
+        assert_pending(&mut closing, "close returned while group 1 was fetching").await;
+        drop(gate);
+        within(Duration::from_secs(10), "close after the fetch", closing).await;
+        assert_eq!(pending.await, Ok(1005));
+        assert_eq!(probe.calls(), [(1, vec![5])]);
+    }
+
+    /// After `close`, loads of unseen groups are refused without keeping a
+    /// loader for each.
+    async fn closed_loader_keeps_no_new_groups(rt: Rt) {
+        let (builder, probe) = grouped(&rt);
+        let loader = builder.build().unwrap();
+        loader.close().await;
+        for group in 0..100u32 {
+            assert_eq!(loader.load(&group, 1).await, Err(LoadError::Closed));
+        }
+        assert_eq!(loader.groups(), 0);
+        assert!(probe.calls().is_empty());
+    }
+
     /// The default value applies in every group; stats add up all groups.
     async fn default_value_and_stats_across_groups(rt: Rt) {
         let (builder, _probe) = grouped(&rt);

@@ -103,6 +103,22 @@ runtime_tests! {
         assert!(peak < 4 * MIB, "allocations peaked {peak} bytes above the start");
     }
 
+    /// A burst of 300,000 keys in one `load_many` leaves nothing behind once
+    /// answered: the map of keys in flight gives its memory back.
+    async fn a_burst_leaves_no_memory_behind(rt: Rt) {
+        let _alone = ONE_AT_A_TIME.lock().await;
+        let loader = loader(&rt, LruStore::new(10));
+        load_range(&loader, 0..1_000).await;
+        let before = LIVE.load(Ordering::SeqCst);
+        let keys: Vec<u64> = (1_000..301_000).collect();
+        assert_eq!(loader.load_many(&keys).await.unwrap().len(), keys.len());
+        drop(keys);
+        let grown = LIVE.load(Ordering::SeqCst).saturating_sub(before);
+        println!("{}: 300,000 keys in one burst: live +{grown} B", rt.name());
+        assert_eq!(loader.cached().await, 10);
+        assert!(grown < MIB, "a burst left {grown} bytes behind");
+    }
+
     /// The control: the same keys into the unbounded default store do grow
     /// memory, so the measurement above can see growth.
     async fn the_unbounded_store_grows(rt: Rt) {

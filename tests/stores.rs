@@ -116,6 +116,15 @@ runtime_tests! {
         assert_eq!(probe.times_fetched(0), 2, "the oldest entries made room");
     }
 
+    /// A time to live too long to add to the clock means "never expires".
+    async fn ttl_store_takes_the_longest_ttl(rt: Rt) {
+        let (builder, probe) = builder(&rt);
+        let loader = builder.store(TtlStore::new(Duration::MAX).with_capacity(10)).build().unwrap();
+        assert_eq!(loader.load(1).await, Ok(10));
+        assert_eq!(loader.load(1).await, Ok(10));
+        assert_eq!(probe.times_fetched(1), 1);
+    }
+
     /// `cache(false)` keeps nothing, whatever store was given.
     async fn cache_off_ignores_the_store(rt: Rt) {
         let (builder, probe) = builder(&rt);

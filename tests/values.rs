@@ -117,6 +117,25 @@ runtime_tests! {
         assert_eq!(probe.times_fetched(9), 2, "the cleared key was not stored");
     }
 
+    /// A panicking `default_with` fails the keys it was making a value for
+    /// with `Panicked` (not `Closed`); delivered keys keep their values, and
+    /// the loader goes on.
+    #[cfg(not(target_arch = "wasm32"))] // wasm32 aborts on a panic: nothing to catch
+    async fn panicking_default_fails_its_keys(rt: Rt) {
+        let (builder, probe) = builder(&rt);
+        probe.omit(2);
+        let loader = builder
+            .default_with(|key: &u64| if *key == 2 { panic!("no default for 2") } else { 0 })
+            .build()
+            .unwrap();
+        let results = loader.load_each(&[1, 2]).await;
+        assert_eq!(results[0], Ok(10));
+        assert!(matches!(&results[1], Err(LoadError::Panicked(message)) if message.contains("no default for 2")), "{results:?}");
+        assert_eq!(loader.stats().panicked_batches, 1);
+        assert_eq!(loader.stats().closed, 0);
+        assert_eq!(loader.load(3).await, Ok(30));
+    }
+
     /// One call serves a whole batch of one-to-many keys; each key gets all
     /// its rows in delivery order, a key without rows the empty `Vec`.
     async fn one_to_many_collects_rows_per_key(rt: Rt) {

@@ -131,6 +131,12 @@ impl<R: RunBatch> Queue<R> {
         claim.take()
     }
 
+    /// Reports "closed" once the collector and every batch it started are
+    /// done (it never receives anything).
+    pub(crate) fn finished(&self) -> Receiver<()> {
+        self.finished.clone()
+    }
+
     /// Stops taking items, without waiting for the drain.
     pub(crate) fn stop_taking(&self) {
         self.items.close();

@@ -52,7 +52,10 @@ macro_rules! remembering_settings {
         }
 
         /// Like [`default_value`](Self::default_value), with the value made from
-        /// the key (a placeholder that names it, say).
+        /// the key (a placeholder that names it, say). It runs while the
+        /// identity map is locked, so keep it cheap; if it panics, the keys it
+        /// was making values for fail with
+        /// [`LoadError::Panicked`](crate::LoadError::Panicked).
         ///
         /// ```
         /// # use anybatch::{BatchFetcher, Fetcher, Values};

@@ -1,7 +1,7 @@
 //! The cheap, cloneable handle callers load through.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use super::runner::{FetchRunner, Map};
 use super::{Fetcher, FetcherBuilder};
@@ -292,6 +292,15 @@ impl<F: Fetcher> BatchFetcher<F> {
         self.inner.queue.close().await
     }
 
+    /// A handle that does not keep the loader alive, and the signal that
+    /// reports its work done: for a grouped loader's forgotten groups.
+    pub(crate) fn retire(&self) -> Retired<F> {
+        Retired {
+            loader: Arc::downgrade(&self.inner),
+            finished: self.inner.queue.finished(),
+        }
+    }
+
     /// Stops taking new keys at once; what is queued is still fetched.
     pub(crate) fn stop_taking(&self) {
         self.inner.queue.stop_taking();
@@ -340,7 +349,6 @@ impl<F: Fetcher> BatchFetcher<F> {
             .collect()
     }
 
-    /// With the write lock held: the key's answer, or a fetch queued for it.
     /// With the write lock held: the key's answer, or a fetch queued for it.
     /// With `lead`, a lone key on an idle loader is not queued but returned
     /// as a batch for the caller to run (see `Queue::try_lead`).
@@ -411,6 +419,28 @@ impl<F: Fetcher> BatchFetcher<F> {
         Counters::add(&self.inner.counters.closed, 1);
         self.inner.map.writer().await.forget(key, &promise);
         Err(LoadError::Closed)
+    }
+}
+
+/// A loader that was let go of but may still be working (see
+/// [`BatchFetcher::retire`]).
+pub(crate) struct Retired<F: Fetcher> {
+    loader: Weak<Inner<F>>,
+    finished: async_channel::Receiver<()>,
+}
+
+impl<F: Fetcher> Retired<F> {
+    /// True once its collector and every batch are done.
+    pub(crate) fn is_done(&self) -> bool {
+        self.finished.is_closed()
+    }
+
+    /// Closes it if a handle still exists, then waits until its work is done.
+    pub(crate) async fn close(self) {
+        if let Some(inner) = self.loader.upgrade() {
+            BatchFetcher { inner }.close().await;
+        }
+        let _ = self.finished.recv().await;
     }
 }
 

@@ -12,5 +12,6 @@ pub(crate) use blueprint::{Blueprint, Remembering};
 pub(crate) use builder::remembering_settings;
 pub use builder::FetcherBuilder;
 pub use handle::BatchFetcher;
+pub(crate) use handle::Retired;
 pub use rows::{OneToMany, RowFetcher, Rows};
 pub use source::{Fetcher, Values};

@@ -53,11 +53,20 @@ impl<F: Fetcher> RunBatch for FetchRunner<F> {
         match fetched {
             Ok(Ok(())) => {
                 span.outcome("ok");
-                let missing = self
-                    .map
-                    .deliver(id, &keys, &resolvers, values.into_vec())
-                    .await;
-                Counters::add(&counters.not_found, missing);
+                let delivered =
+                    AssertUnwindSafe(self.map.deliver(id, &keys, &resolvers, values.into_vec()))
+                        .catch_unwind()
+                        .await;
+                match delivered {
+                    Ok(missing) => Counters::add(&counters.not_found, missing),
+                    // `default_with`, a store or a value's `Clone` panicked:
+                    // the keys not yet answered get the panic.
+                    Err(panic) => {
+                        Counters::add(&counters.panicked_batches, 1);
+                        let error = LoadError::Panicked(panic_message(&*panic));
+                        self.map.fail(id, &keys, &resolvers, error).await
+                    }
+                }
             }
             Ok(Err(error)) => {
                 span.outcome("error");

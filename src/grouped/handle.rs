@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use super::builder::StoreMaker;
 use super::{GroupFetcher, GroupedFetcherBuilder, InGroup};
-use crate::fetcher::Blueprint;
+use crate::fetcher::{Blueprint, Retired};
 use crate::{BatchFetcher, LoadError, Stats};
 
 type Outcome<F> = Result<<F as GroupFetcher>::Value, LoadError<<F as GroupFetcher>::Error>>;
@@ -34,6 +34,9 @@ struct Inner<F: GroupFetcher> {
 
 struct Groups<F: GroupFetcher> {
     loaders: HashMap<F::Group, BatchFetcher<InGroup<F>>, foldhash::quality::RandomState>,
+    /// Forgotten groups whose loaders may still be fetching, so that
+    /// `close` waits for them too; pruned as they finish.
+    retired: Vec<Retired<InGroup<F>>>,
     closed: bool,
 }
 
@@ -55,6 +58,7 @@ impl<F: GroupFetcher> GroupedBatchFetcher<F> {
                 stores,
                 groups: Mutex::new(Groups {
                     loaders: HashMap::default(),
+                    retired: Vec::new(),
                     closed: false,
                 }),
             }),
@@ -62,23 +66,29 @@ impl<F: GroupFetcher> GroupedBatchFetcher<F> {
     }
 
     /// The loader of `group`, started on first use. Once this loader is
-    /// closed, a group not seen before gets a loader that is closed too.
+    /// closed, a group not seen before gets a closed loader, which is not
+    /// kept.
     pub fn group(&self, group: &F::Group) -> BatchFetcher<InGroup<F>> {
-        let mut groups = self.locked();
-        if let Some(loader) = groups.loaders.get(group) {
+        if let Some(loader) = self.locked().loaders.get(group) {
             return loader.clone();
         }
+        // Built outside the lock: the store maker and the spawner are user
+        // code, and may well use this loader.
         let fetcher = InGroup {
             fetcher: self.inner.fetcher.clone(),
             group: group.clone(),
         };
         let store = self.inner.stores.as_ref().map(|make| make.store_for(group));
-        let loader = self.inner.blueprint.build(fetcher, store);
+        let built = self.inner.blueprint.build(fetcher, store);
+        let mut groups = self.locked();
         if groups.closed {
-            loader.stop_taking();
+            built.stop_taking();
+            return built;
         }
-        groups.loaders.insert(group.clone(), loader.clone());
-        loader
+        // Another caller may have started the group meanwhile: theirs wins,
+        // and ours, never used, stops as it is dropped.
+        let loader = groups.loaders.entry(group.clone()).or_insert(built);
+        loader.clone()
     }
 
     /// Loads `key` of `group`; see [`BatchFetcher::load`].
@@ -144,14 +154,19 @@ impl<F: GroupFetcher> GroupedBatchFetcher<F> {
     /// # });
     /// ```
     pub fn clear_group(&self, group: &F::Group) {
-        let forgotten = self.locked().loaders.remove(group);
-        drop(forgotten); // outside the lock
+        let mut groups = self.locked();
+        let forgotten = groups.loaders.remove(group);
+        groups.retire(forgotten);
+        drop(groups);
     }
 
     /// Forgets every group, as [`clear_group`](Self::clear_group) does one.
     pub fn clear_all(&self) {
-        let forgotten = std::mem::take(&mut self.locked().loaders);
-        drop(forgotten);
+        let mut groups = self.locked();
+        let forgotten = std::mem::take(&mut groups.loaders);
+        for (_, loader) in forgotten {
+            groups.retire(Some(loader));
+        }
     }
 
     /// How many groups have a loader now.
@@ -160,15 +175,18 @@ impl<F: GroupFetcher> GroupedBatchFetcher<F> {
     }
 
     /// Closes every group's loader (see [`BatchFetcher::close`]) and waits
-    /// for all of them; groups first used afterwards are closed from the
-    /// start.
+    /// for all of them, and for groups forgotten earlier whose fetches are
+    /// still running; groups first used afterwards are closed from the start.
     pub async fn close(&self) {
-        let loaders: Vec<_> = {
+        let (loaders, retired): (Vec<_>, Vec<_>) = {
             let mut groups = self.locked();
             groups.closed = true;
-            groups.loaders.values().cloned().collect()
+            let loaders = groups.loaders.values().cloned().collect();
+            (loaders, std::mem::take(&mut groups.retired))
         };
-        futures::future::join_all(loaders.iter().map(BatchFetcher::close)).await;
+        let open = futures::future::join_all(loaders.iter().map(BatchFetcher::close));
+        let forgotten = futures::future::join_all(retired.into_iter().map(Retired::close));
+        futures::future::join(open, forgotten).await;
     }
 
     /// True once [`close`](Self::close) was called.
@@ -187,12 +205,24 @@ impl<F: GroupFetcher> GroupedBatchFetcher<F> {
     }
 
     fn locked(&self) -> MutexGuard<'_, Groups<F>> {
-        // Nothing runs user code under this lock but `Hash`/`Eq` of a group:
-        // a panic there leaves the map usable.
+        // Under this lock run only map operations (a group's `Hash`, `Eq`,
+        // `Clone`) and handle drops: a panic there leaves the map usable.
         self.inner
             .groups
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl<F: GroupFetcher> Groups<F> {
+    /// Keeps track of a forgotten group's loader until its work is done.
+    fn retire(&mut self, forgotten: Option<BatchFetcher<InGroup<F>>>) {
+        self.retired.retain(|retired| !retired.is_done());
+        if let Some(loader) = forgotten {
+            self.retired.push(loader.retire());
+        }
+        // `forgotten` is dropped here, under the lock: its collector only
+        // notices once its queue closes, never calling back in here.
     }
 }
 

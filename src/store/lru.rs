@@ -111,8 +111,10 @@ where
             self.entries.len() - 1
         } else {
             let at = self.victim();
-            let evicted = std::mem::replace(&mut self.entries[at], entry);
-            self.index.remove(&evicted.key);
+            // Unindexed first: if the key's `Hash` panics, no index entry is
+            // left pointing at the slot another key is about to take.
+            self.index.remove(&self.entries[at].key);
+            self.entries[at] = entry;
             at
         };
         self.index.insert(key, at);
@@ -123,8 +125,12 @@ where
             return;
         };
         self.entries.swap_remove(at);
+        // Re-point the moved entry without cloning its key (no user code
+        // between the two mutations but `Hash`/`Eq`).
         if let Some(moved) = self.entries.get(at) {
-            self.index.insert(moved.key.clone(), at);
+            if let Some(slot) = self.index.get_mut(&moved.key) {
+                *slot = at;
+            }
         }
         if self.hand >= self.entries.len() {
             self.hand = 0;
@@ -184,6 +190,51 @@ mod tests {
             store.insert(scanned, scanned);
         }
         assert_eq!(store.len(), 10);
+    }
+
+    /// A key whose `Hash` panics while the store evicts or moves it must
+    /// never leave an index entry pointing at another key's value.
+    #[test]
+    fn a_panicking_key_never_returns_another_keys_value() {
+        use std::cell::Cell;
+        use std::panic::{catch_unwind, AssertUnwindSafe};
+
+        // The key whose hash panics, if any.
+        thread_local!(static POISONED: Cell<Option<u32>> = const { Cell::new(None) });
+
+        #[derive(Clone, PartialEq, Eq, Debug)]
+        struct Key(u32);
+
+        impl Hash for Key {
+            fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+                if POISONED.with(Cell::get) == Some(self.0) {
+                    panic!("hash of {self:?}");
+                }
+                state.write_u32(self.0);
+            }
+        }
+
+        let poison = |key| POISONED.with(|poisoned| poisoned.set(key));
+        let mut store = LruStore::new(3);
+        for key in 1..=3 {
+            store.insert(Key(key), key);
+        }
+        // Inserting 4 evicts 1, whose hash panics.
+        poison(Some(1));
+        assert!(catch_unwind(AssertUnwindSafe(|| store.insert(Key(4), 4))).is_err());
+        // Removing 2 moves 3, whose hash panics.
+        poison(Some(3));
+        let _ = catch_unwind(AssertUnwindSafe(|| store.remove(&Key(2))));
+        poison(None);
+        store.insert(Key(5), 5);
+        store.insert(Key(6), 6);
+        for key in 1..=6 {
+            let found = store.get(&Key(key));
+            assert!(
+                found.is_none() || found == Some(key),
+                "key {key} gave {found:?}"
+            );
+        }
     }
 
     #[test]

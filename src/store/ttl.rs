@@ -124,7 +124,7 @@ where
         {
             self.drop_oldest();
         }
-        let expires = now + self.ttl;
+        let expires = now.saturating_add(self.ttl);
         self.map.insert(key.clone(), Stored { value, expires });
         self.order.push_back((key, expires));
         if let Some(capacity) = self.capacity {
