@@ -53,11 +53,21 @@ impl<F: Fetcher> RunBatch for FetchRunner<F> {
         match fetched {
             Ok(Ok(())) => {
                 span.outcome("ok");
-                let missing = self
-                    .map
-                    .deliver(id, &keys, &resolvers, values.into_vec())
-                    .await;
-                Counters::add(&counters.not_found, missing);
+                let delivery = self.map.deliver(id, &keys, &resolvers, values.into_vec());
+                match AssertUnwindSafe(delivery).catch_unwind().await {
+                    Ok(missing) => Counters::add(&counters.not_found, missing),
+                    // A value's `Clone` panicked: the keys not answered yet
+                    // get that panic, not the `Closed` of dropped resolvers,
+                    // as the loader is still open. Their entries are settled
+                    // now, so the next load fetches them again.
+                    Err(panic) => {
+                        Counters::add(&counters.panicked_batches, 1);
+                        let error = LoadError::Panicked(panic_message(&*panic));
+                        for resolver in &resolvers {
+                            resolver.answer(Err(error.clone()));
+                        }
+                    }
+                }
             }
             Ok(Err(error)) => {
                 span.outcome("error");
