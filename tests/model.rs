@@ -193,9 +193,19 @@ enum Op {
     Close,
 }
 
+/// `max_delay`: zero (dispatch at once, callers may lead their batch) or
+/// an hour that never passes in a case (dispatch when full or on close).
+/// Both keep a case free of timers firing, so it stays deterministic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Delay {
+    Zero,
+    Forever,
+}
+
 #[derive(Debug, Clone)]
 struct Case {
     max_batch_size: usize,
+    delay: Delay,
     max_in_flight: usize,
     cache: bool,
     script: Script,
@@ -249,20 +259,24 @@ fn case() -> impl Strategy<Value = Case> {
             first_fetch,
             never,
         });
+    let delay = prop_oneof![Just(Delay::Zero), Just(Delay::Forever)];
     (
-        1usize..=4,
+        (1usize..=4, delay),
         1usize..=3,
         prop::bool::weighted(0.8),
         script,
         prop::collection::vec(op(), 1..40),
     )
-        .prop_map(|(max_batch_size, max_in_flight, cache, script, ops)| Case {
-            max_batch_size,
-            max_in_flight,
-            cache,
-            script,
-            ops,
-        })
+        .prop_map(
+            |((max_batch_size, delay), max_in_flight, cache, script, ops)| Case {
+                max_batch_size,
+                delay,
+                max_in_flight,
+                cache,
+                script,
+                ops,
+            },
+        )
 }
 
 // ---------------------------------------------------------------------------
@@ -573,7 +587,10 @@ impl Driver {
         let loader = BatchFetcher::builder(fetcher)
             .max_batch_size(case.max_batch_size)
             .max_in_flight(case.max_in_flight)
-            .max_delay(Duration::ZERO)
+            .max_delay(match case.delay {
+                Delay::Zero => Duration::ZERO,
+                Delay::Forever => Duration::from_secs(3600),
+            })
             .cache(case.cache)
             .spawner(spawner)
             .build()
@@ -757,26 +774,12 @@ impl Driver {
     /// Lets every stalled batch finish, then checks that nobody is left
     /// waiting, that close and dropping the loader end everything, and
     /// that the fetcher is dropped.
-    fn finish(mut self) -> Result<(), String> {
-        loop {
-            let stalled = std::mem::take(&mut *self.shared.stalled.lock().unwrap());
-            if stalled.is_empty() {
-                break;
-            }
-            for (_, release) in stalled {
-                let _ = release.send(());
-            }
-            self.settle()?;
-        }
-        for call in &self.calls {
-            if call.handle.is_some() && !call.checked {
-                return Err(format!("{:?} of {:?} never answered", call.kind, call.keys));
-            }
-        }
-        if let Some(key) =
-            (0..KEYS).find(|&k| self.model.standing[usize::from(k)] == Standing::Queued)
-        {
-            return Err(format!("key {key} was queued and never fetched"));
+    fn finish(mut self, delay: Delay) -> Result<(), String> {
+        self.release_all()?;
+        // Without a delay nothing waits for more keys: every call is
+        // answered by now. With one, queued keys wait for close.
+        if delay == Delay::Zero {
+            self.all_answered()?;
         }
         let loader = self.loader.take().unwrap();
         let mut close = self
@@ -787,7 +790,9 @@ impl Driver {
                 drop(loader);
             })
             .unwrap();
+        self.model.closed = true;
         self.settle()?;
+        self.release_all()?;
         if (&mut close).now_or_never().is_none() {
             return Err("close() did not finish with nothing stalled".into());
         }
@@ -796,6 +801,7 @@ impl Driver {
                 return Err("an earlier close() never finished".into());
             }
         }
+        self.all_answered()?;
         self.settle()?;
         if self.fetcher_alive.strong_count() != 0 {
             return Err("the fetcher outlived the closed, dropped loader".into());
@@ -803,6 +809,34 @@ impl Driver {
         let live = self.live_tasks.load(Ordering::SeqCst);
         if live != 0 {
             return Err(format!("{live} loader tasks still alive after close"));
+        }
+        Ok(())
+    }
+
+    /// Lets every stalled batch finish, and those that stall after them.
+    fn release_all(&mut self) -> Result<(), String> {
+        loop {
+            let stalled = std::mem::take(&mut *self.shared.stalled.lock().unwrap());
+            if stalled.is_empty() {
+                return Ok(());
+            }
+            for (_, release) in stalled {
+                let _ = release.send(());
+            }
+            self.settle()?;
+        }
+    }
+
+    /// Every call not cancelled got its answer, and no key waits for a batch.
+    fn all_answered(&self) -> Result<(), String> {
+        for call in &self.calls {
+            if call.handle.is_some() && !call.checked {
+                return Err(format!("{:?} of {:?} never answered", call.kind, call.keys));
+            }
+        }
+        let standing = &self.model.standing;
+        if let Some(key) = (0..KEYS).find(|&k| standing[usize::from(k)] == Standing::Queued) {
+            return Err(format!("key {key} was queued and never fetched"));
         }
         Ok(())
     }
@@ -819,7 +853,7 @@ fn run_case(case: &Case) -> Result<(), String> {
             .apply(step, op)
             .map_err(|failure| format!("step {step} ({op:?}): {failure}"))?;
     }
-    driver.finish()
+    driver.finish(case.delay)
 }
 
 /// What the cases did, summed over a run: printed so that a report can
