@@ -8,8 +8,9 @@
 //! shuttle cannot control, so every loader here uses `max_delay(ZERO)`:
 //! batches are triggered by the queue, never by a timer.
 //!
-//! `ANYBATCH_SHUTTLE_ITERATIONS` sets the schedules tried per scenario
-//! (default 1,000).
+//! Each scenario runs under shuttle's random scheduler and under PCT;
+//! `ANYBATCH_SHUTTLE_ITERATIONS` sets the schedules each tries (default
+//! 1,000, so 2,000 a scenario).
 // The native suite; wasm32 runs tests/wasm.rs.
 #![cfg(not(target_arch = "wasm32"))]
 
@@ -28,6 +29,17 @@ fn iterations() -> usize {
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(1_000)
+}
+
+/// Runs `scenario` under shuttle's uniformly random scheduler, then under
+/// PCT, which favours schedules where a few tasks are held back at chosen
+/// points (depth 3): `iterations` schedules each.
+fn explore<F>(scenario: F, iterations: usize)
+where
+    F: Fn() + Send + Sync + Clone + 'static,
+{
+    shuttle::check_random(scenario.clone(), iterations);
+    shuttle::check_pct(scenario, iterations, 3);
 }
 
 /// Runs the loader's tasks as shuttle tasks.
@@ -118,7 +130,10 @@ fn seen_count(outcome: &str) -> u64 {
     let races = RACES.lock().unwrap();
     let count = races.iter().find(|(name, _)| *name == outcome);
     let count = count.map_or(0, |(_, n)| *n);
-    println!("shuttle: {outcome}: {count} of {} schedules", iterations());
+    println!(
+        "shuttle: {outcome}: {count} of {} schedules",
+        2 * iterations()
+    );
     count
 }
 
@@ -127,7 +142,7 @@ fn seen_count(outcome: &str) -> u64 {
 /// because of the clear), and afterwards it is remembered.
 #[test]
 fn concurrent_loads_joins_and_clears() {
-    shuttle::check_random(
+    explore(
         || {
             block_on(async {
                 let (loader, probe) = loader(2, 2);
@@ -175,7 +190,7 @@ fn concurrent_loads_joins_and_clears() {
 /// dropping the loader drops the fetcher.
 #[test]
 fn close_races_an_in_flight_load() {
-    shuttle::check_random(
+    explore(
         || {
             block_on(async {
                 let (loader, probe) = loader(4, 1);
@@ -219,7 +234,7 @@ fn close_races_an_in_flight_load() {
 /// load is answered, and the key is fetched exactly once.
 #[test]
 fn dropped_leader_still_answers_the_joiner() {
-    shuttle::check_random(
+    explore(
         || {
             block_on(async {
                 let (loader, probe) = loader(4, 2);
@@ -274,7 +289,7 @@ impl Executor for Doubler {
 /// exactly when its value ran, `Closed` otherwise.
 #[test]
 fn shutdown_now_races_queued_values() {
-    shuttle::check_random(
+    explore(
         || {
             block_on(async {
                 let ran = Arc::new(Mutex::new(Vec::new()));
@@ -346,7 +361,7 @@ fn shutdown_now_races_queued_values() {
 #[test]
 #[should_panic(expected = "key 1 fetched")]
 fn a_wrong_expectation_fails_under_shuttle() {
-    shuttle::check_random(
+    explore(
         || {
             block_on(async {
                 let (loader, probe) = loader(2, 2);
