@@ -901,6 +901,8 @@ fn loader_matches_the_model() {
     let config = ProptestConfig {
         cases: cases(),
         max_shrink_iters: 10_000,
+        // A failure prints its minimal case; nothing is written to disk.
+        failure_persistence: None,
         ..ProptestConfig::default()
     };
     let started = std::time::Instant::now();

@@ -177,6 +177,8 @@ fn concurrent_loads_joins_and_clears() {
                 let batches = probe.batch_count();
                 assert_eq!(loader.load(1).await, Ok(10));
                 assert_eq!(probe.batch_count(), batches, "remembered afterwards");
+                // Ends the loader's tasks before the schedule ends.
+                loader.close().await;
             })
         },
         iterations(),
@@ -217,10 +219,9 @@ fn close_races_an_in_flight_load() {
                 }
                 // Closed: known keys still answer, unknown ones are refused.
                 assert_eq!(loader.load(2).await, Err(LoadError::Closed));
+                // `close` returned, so every task of the loader has ended:
+                // the handle is the fetcher's last owner.
                 drop(loader);
-                for _ in 0..10 {
-                    yield_now().await;
-                }
                 assert_eq!(probe.alive.strong_count(), 0, "fetcher outlived the loader");
             })
         },
@@ -259,8 +260,8 @@ fn dropped_leader_still_answers_the_joiner() {
                 };
                 seen(leader.await.unwrap());
                 assert_eq!(joiner.await.unwrap(), Ok(10));
-
                 assert_eq!(probe.times_fetched(1), 1);
+                loader.close().await;
             })
         },
         iterations(),
@@ -324,10 +325,9 @@ fn shutdown_now_races_queued_values() {
                     answers.push(execute.await.unwrap());
                 }
                 let accepted = submitted.await.unwrap();
-                // Batches already running finish on their own.
-                for _ in 0..20 {
-                    yield_now().await;
-                }
+                // Batches already running finish on their own; close waits
+                // for them.
+                executor.close().await;
                 let ran = ran.lock().unwrap().clone();
                 let ran_set: HashSet<u64> = ran.iter().copied().collect();
                 assert_eq!(ran_set.len(), ran.len(), "a value ran twice: {ran:?}");
