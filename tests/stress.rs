@@ -1,7 +1,8 @@
 //! Stress: 8 tasks × many random operations on multi-thread smol and tokio
-//! executors. Every load must get `key * 2` (primes store the same), every
-//! load must come back exactly once, every batch must respect the cap and
-//! hold distinct keys; every executed value must run exactly once.
+//! executors: loads, `load_many`, clears, primes and loads dropped after
+//! their first poll. Every load must get `key * 2` (primes store the same),
+//! every load must come back exactly once, every batch must respect the cap
+//! and hold distinct keys; every executed value must run exactly once.
 //!
 //! `ANYBATCH_STRESS_OPS` sets the operations per task (default 100,000).
 //! Each test prints its figures (run with `--nocapture` to see them).
@@ -158,6 +159,7 @@ struct Tally {
     wrong: Vec<(u64, String)>,
     clears: u64,
     primes: u64,
+    dropped: u64,
     /// Operations run: loads, clears and primes.
     done: u64,
 }
@@ -205,6 +207,14 @@ async fn load_task(loader: BatchFetcher<Doubler>, seed: u64, ops: u64, clears: b
                     }
                     Err(error) => tally.wrong.push((keys[0], format!("load_many: {error}"))),
                 }
+            }
+            // 1%: a load dropped after its first poll, as by a caller that
+            // gave up; the fetch it may have queued still answers others.
+            255..=264 => {
+                let mut load = Box::pin(loader.load(rng.below(KEY_SPACE)));
+                let _ = futures::poll!(load.as_mut());
+                tally.dropped += 1;
+                done += 1;
             }
             // The rest: a group of concurrent loads.
             _ => {
@@ -262,11 +272,12 @@ async fn stress_loads(rt: Rt, max_delay: Duration, clears: bool) {
     let stats = loader.stats();
     println!(
         "stress {} loads, max_delay {max_delay:?}, clears {clears}: {loads} loads, {} clears, \
-         {} primes in {:.2?}; {} batches (mean {:.1}, largest {}), {} keys fetched, \
-         most fetches of one key {}, {} hits, {} joins",
+         {} primes, {} dropped loads in {:.2?}; {} batches (mean {:.1}, largest {}), \
+         {} keys fetched, most fetches of one key {}, {} hits, {} joins",
         rt.name(),
         tallies.iter().map(|t| t.clears).sum::<u64>(),
         tallies.iter().map(|t| t.primes).sum::<u64>(),
+        tallies.iter().map(|t| t.dropped).sum::<u64>(),
         started.elapsed(),
         stats.batches,
         stats.mean_batch_size,
