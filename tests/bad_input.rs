@@ -85,8 +85,8 @@ fn every_executor_setting_out_of_range_is_named() {
     assert_eq!(setting_of(fetcher_error), "max_in_flight");
 }
 
-/// The largest batch size and in-flight limit build loaders that work: no
-/// overflow, no allocation sized by the setting.
+/// The largest value of each setting builds a loader that works: no
+/// overflow (`max_queued`'s largest, 1,048,576, allocates its queue).
 #[test]
 fn extreme_settings_build_working_loaders() {
     common::run_smol(|rt| async move {
@@ -109,6 +109,7 @@ fn extreme_settings_build_working_loaders() {
             .max_batch_size(usize::MAX)
             .max_in_flight(usize::MAX)
             .max_delay(Duration::from_secs(3600))
+            .max_queued(1 << 20)
             .spawner(rt.spawner())
             .build()
             .unwrap();
