@@ -111,6 +111,14 @@ where
         }
     }
 
+    fn contains(&self, key: &K) -> bool {
+        match self {
+            Stored::Map(map) => map.contains(key),
+            Stored::Other(store) => store.contains(key),
+            Stored::Nothing => false,
+        }
+    }
+
     fn len(&self) -> usize {
         match self {
             Stored::Map(map) => map.len(),
@@ -203,7 +211,7 @@ where
             return false;
         }
         entries.stored.insert(key.clone(), Some(value));
-        entries.stored.get(&key).is_some()
+        entries.stored.contains(&key)
     }
 
     /// Forgets `key`. A fetch already running for it still answers its

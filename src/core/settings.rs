@@ -19,6 +19,9 @@ pub(crate) const DEFAULT_MAX_DELAY: Duration = Duration::from_millis(1);
 pub(crate) const DEFAULT_MAX_IN_FLIGHT: usize = 10;
 /// A batching window this long is a mistake, and timers would overflow.
 const MAX_DELAY_LIMIT: Duration = Duration::from_secs(3600);
+/// A bounded queue allocates all its slots when built: beyond this, a typo
+/// would abort the process (or overflow) instead of returning an error.
+const MAX_QUEUED_LIMIT: usize = 1 << 20;
 
 /// The builder methods every kind of loader shares, written once: `$item`
 /// names what is batched ("key", "value"), `$call` the backend call.
@@ -135,6 +138,15 @@ impl Settings {
                 reason: "must be at least 1",
             });
         }
+        if self
+            .max_queued
+            .is_some_and(|queued| queued > MAX_QUEUED_LIMIT)
+        {
+            return Err(BuildError::InvalidSetting {
+                setting: "max_queued",
+                reason: "must be at most 1048576 (its slots are allocated up front)",
+            });
+        }
         let spawner = match &self.spawner {
             Some(spawner) => spawner.clone(),
             None => default_spawner().ok_or(BuildError::NoSpawner)?,
@@ -196,7 +208,12 @@ mod tests {
         };
         assert_eq!(rejected(zero_batch), "max_batch_size");
         assert_eq!(rejected(zero_in_flight), "max_in_flight");
+        let huge_queue = Settings {
+            max_queued: Some(MAX_QUEUED_LIMIT + 1),
+            ..base.clone()
+        };
         assert_eq!(rejected(long_delay), "max_delay");
+        assert_eq!(rejected(huge_queue), "max_queued");
         assert!(base.validate().is_ok());
     }
 

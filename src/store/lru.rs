@@ -96,6 +96,10 @@ where
         Some(entry.value.clone())
     }
 
+    fn contains(&self, key: &K) -> bool {
+        self.index.contains_key(key)
+    }
+
     fn insert(&mut self, key: K, value: V) {
         if let Some(&at) = self.index.get(&key) {
             self.entries[at].value = value;

@@ -63,6 +63,12 @@ pub trait Store<K, V>: MaybeSend + MaybeSync + 'static {
     /// shared lock, possibly from several threads at once.
     fn get(&self, key: &K) -> Option<V>;
 
+    /// True if the store holds `key` (unexpired), without cloning its value
+    /// or counting as a use of it. The default calls [`get`](Store::get).
+    fn contains(&self, key: &K) -> bool {
+        self.get(key).is_some()
+    }
+
     /// Stores `value` for `key`, replacing any value it had; the store may
     /// evict other entries to make room.
     fn insert(&mut self, key: K, value: V);
@@ -132,6 +138,10 @@ where
 {
     fn get(&self, key: &K) -> Option<V> {
         self.map.get(key).cloned()
+    }
+
+    fn contains(&self, key: &K) -> bool {
+        self.map.contains_key(key)
     }
 
     fn insert(&mut self, key: K, value: V) {

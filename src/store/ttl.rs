@@ -115,6 +115,12 @@ where
         (since_origin() < stored.expires).then(|| stored.value.clone())
     }
 
+    fn contains(&self, key: &K) -> bool {
+        self.map
+            .get(key)
+            .is_some_and(|stored| since_origin() < stored.expires)
+    }
+
     fn insert(&mut self, key: K, value: V) {
         let now = since_origin();
         while self

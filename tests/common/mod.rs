@@ -32,6 +32,8 @@ use futures::future::{select, Either};
 use futures::FutureExt;
 use futures_timer::Delay;
 
+pub mod quiet_panics;
+
 /// How long a whole test body may run before it is reported as hung. A hang
 /// detector, not a speed assertion.
 pub const HANG_LIMIT: Duration = Duration::from_secs(30);
