@@ -90,7 +90,7 @@ pub async fn check_server(
     let statements = body["extensions"]["sqlStatements"]
         .as_u64()
         .unwrap_or(u64::MAX);
-    if statements > case.levels.len() as u64 {
+    if statements > case.loader_bound() as u64 {
         return Err(format!("{}: {statements} statements over HTTP", case.name));
     }
     println!(

@@ -60,6 +60,16 @@ pub const CASES: [Case; 4] = [
     },
 ];
 
+impl Case {
+    /// Statements the loaders may cost: one per level, as a level's loads
+    /// come in one burst from one task. A level gets two only when its burst
+    /// straddles the loaders' 1 ms batch window, which takes the process
+    /// being descheduled mid-level on a busy machine; N+1 is far above.
+    pub fn loader_bound(&self) -> usize {
+        2 * self.levels.len()
+    }
+}
+
 /// One execution: the response and how many statements it cost.
 pub struct Run {
     pub response: Response,
