@@ -24,7 +24,7 @@ pub fn check_not_found(run: &Run) -> Result<usize, String> {
         if field.cause != LoadError::NotFound || field.relation != "author" || !deleted {
             return Err(format!("unexpected error {:?}: {field}", error.path));
         }
-        if code(error) != Some("NOT_FOUND") || !at(&data, &path(error)).is_null() {
+        if code(error) != Some("NOT_FOUND") || at(&data, &path(error)) != Some(&Value::Null) {
             return Err(format!("{:?} is not a null with NOT_FOUND", error.path));
         }
     }
@@ -138,15 +138,16 @@ fn within(path: &Value, field: &Value) -> bool {
     }
 }
 
-/// The value at a response path such as `["posts", 3, "author"]`.
-fn at<'a>(data: &'a Value, path: &Value) -> &'a Value {
+/// The value at a response path such as `["posts", 3, "author"]`; `None`
+/// when a step is missing (an errored field left out is not a `null`).
+fn at<'a>(data: &'a Value, path: &Value) -> Option<&'a Value> {
     let mut node = data;
-    for step in path.as_array().into_iter().flatten() {
+    for step in path.as_array()? {
         node = match step {
-            Value::String(field) => &node[field.as_str()],
-            Value::Number(index) => &node[index.as_u64().unwrap_or(u64::MAX) as usize],
-            _ => &Value::Null,
+            Value::String(field) => node.get(field.as_str())?,
+            Value::Number(index) => node.get(usize::try_from(index.as_u64()?).ok()?)?,
+            _ => return None,
         };
     }
-    node
+    Some(node)
 }

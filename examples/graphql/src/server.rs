@@ -22,6 +22,8 @@ const MAX_BODY: usize = 1024 * 1024;
 pub async fn serve(listener: TcpListener, schema: BlogSchema, pool: Arc<Pool>) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
+            // Out of file descriptors, say: wait rather than spin.
+            smol::Timer::after(Duration::from_millis(10)).await;
             continue;
         };
         let (schema, pool) = (schema.clone(), pool.clone());
