@@ -44,7 +44,7 @@ pub const CASES: [Case; 4] = [
         ],
     },
     Case {
-        name: "two roots, one author deleted",
+        name: "three roots sharing the loaders",
         query: "{ a: author(id: 7) { name posts { title author { name } } }
                   b: author(id: 60) { name }
                   c: posts(first: 10) { author { name posts { id } } } }",
@@ -61,10 +61,11 @@ pub const CASES: [Case; 4] = [
 ];
 
 impl Case {
-    /// Statements the loaders may cost: one per level, as a level's loads
-    /// come in one burst from one task. A level gets two only when its burst
-    /// straddles the loaders' 1 ms batch window, which takes the process
-    /// being descheduled mid-level on a busy machine; N+1 is far above.
+    /// Statements the loaders may cost. A level's loads come in one burst
+    /// from one task, so a level is one statement, unless the burst straddles
+    /// the loaders' 1 ms batch window, which takes the process being
+    /// descheduled mid-level on a busy machine: two per level leaves room for
+    /// that and still fails anything that grows with N.
     pub fn loader_bound(&self) -> usize {
         2 * self.levels.len()
     }
