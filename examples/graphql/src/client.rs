@@ -165,5 +165,14 @@ async fn refusals(addr: SocketAddr) -> Result<Vec<(&'static str, u16, u16)>, Str
     for (what, request, expected) in raw {
         seen.push((what, expected, raw_status(addr, request).await?));
     }
+    let padding = [b'a'; 20_000];
+    let long_head = [
+        b"GET /graphql HTTP/1.1\r\nX-Padding: ",
+        &padding[..],
+        b"\r\n\r\n",
+    ]
+    .concat();
+    let status = raw_status(addr, &long_head).await?;
+    seen.push(("request head over 16 KiB", 431, status));
     Ok(seen)
 }

@@ -17,6 +17,7 @@ use crate::source::Source;
 /// Request line plus headers.
 const MAX_HEAD: usize = 16 * 1024;
 const MAX_BODY: usize = 1024 * 1024;
+const READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Accepts connections until the task is dropped.
 pub async fn serve(listener: TcpListener, schema: BlogSchema, pool: Arc<Pool>) {
@@ -37,7 +38,12 @@ pub async fn serve(listener: TcpListener, schema: BlogSchema, pool: Arc<Pool>) {
 
 async fn connection(stream: TcpStream, schema: &BlogSchema, pool: &Arc<Pool>) -> io::Result<()> {
     let mut reader = BufReader::new(stream.clone());
-    let reply = match read_request(&mut reader).await? {
+    // A client that connects and stays silent does not hold a task forever.
+    let timeout = async {
+        smol::Timer::after(READ_TIMEOUT).await;
+        Err(io::ErrorKind::TimedOut.into())
+    };
+    let reply = match smol::future::or(read_request(&mut reader), timeout).await? {
         Ok(request) => respond(request, schema, pool).await,
         Err(refusal) => refusal,
     };
@@ -126,11 +132,12 @@ async fn read_head(reader: &mut BufReader<TcpStream>) -> io::Result<Result<Vec<S
             .take(room)
             .read_until(b'\n', &mut line)
             .await?;
-        if read == 0 && room > 0 {
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
         if !line.ends_with(b"\n") {
-            return Ok(Err(Reply::error(431, "request head over 16 KiB")));
+            // The head outgrew its limit, or the client stopped mid-line.
+            if read as u64 == room {
+                return Ok(Err(Reply::error(431, "request head over 16 KiB")));
+            }
+            return Err(io::ErrorKind::UnexpectedEof.into());
         }
         size += read;
         line.truncate(line.len() - 1);
