@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use super::builder::StoreMaker;
 use super::{GroupFetcher, GroupedFetcherBuilder, InGroup};
@@ -29,7 +29,9 @@ struct Inner<F: GroupFetcher> {
     fetcher: Arc<F>,
     blueprint: Blueprint<F::Key, F::Value>,
     stores: Option<StoreMaker<F>>,
-    groups: Mutex<Groups<F>>,
+    /// Read for the common case, a group that exists: loads of different
+    /// groups never wait for each other here.
+    groups: RwLock<Groups<F>>,
 }
 
 struct Groups<F: GroupFetcher> {
@@ -56,7 +58,7 @@ impl<F: GroupFetcher> GroupedBatchFetcher<F> {
                 fetcher: Arc::new(fetcher),
                 blueprint,
                 stores,
-                groups: Mutex::new(Groups {
+                groups: RwLock::new(Groups {
                     loaders: HashMap::default(),
                     retired: Vec::new(),
                     closed: false,
@@ -67,9 +69,10 @@ impl<F: GroupFetcher> GroupedBatchFetcher<F> {
 
     /// The loader of `group`, started on first use. Once this loader is
     /// closed, a group not seen before gets a closed loader, which is not
-    /// kept.
+    /// kept. Its `stats()` are those of all groups together (the counters
+    /// are shared).
     pub fn group(&self, group: &F::Group) -> BatchFetcher<InGroup<F>> {
-        if let Some(loader) = self.locked().loaders.get(group) {
+        if let Some(loader) = self.read().loaders.get(group) {
             return loader.clone();
         }
         // Built outside the lock: the store maker and the spawner are user
@@ -80,7 +83,7 @@ impl<F: GroupFetcher> GroupedBatchFetcher<F> {
         };
         let store = self.inner.stores.as_ref().map(|make| make.store_for(group));
         let built = self.inner.blueprint.build(fetcher, store);
-        let mut groups = self.locked();
+        let mut groups = self.write();
         if groups.closed {
             built.stop_taking();
             return built;
@@ -124,7 +127,7 @@ impl<F: GroupFetcher> GroupedBatchFetcher<F> {
 
     /// Forgets `key` of `group`; see [`BatchFetcher::clear`].
     pub async fn clear(&self, group: &F::Group, key: &F::Key) {
-        let loader = self.locked().loaders.get(group).cloned();
+        let loader = self.read().loaders.get(group).cloned();
         if let Some(loader) = loader {
             loader.clear(key).await;
         }
@@ -154,7 +157,7 @@ impl<F: GroupFetcher> GroupedBatchFetcher<F> {
     /// # });
     /// ```
     pub fn clear_group(&self, group: &F::Group) {
-        let mut groups = self.locked();
+        let mut groups = self.write();
         let forgotten = groups.loaders.remove(group);
         groups.retire(forgotten);
         drop(groups);
@@ -162,7 +165,7 @@ impl<F: GroupFetcher> GroupedBatchFetcher<F> {
 
     /// Forgets every group, as [`clear_group`](Self::clear_group) does one.
     pub fn clear_all(&self) {
-        let mut groups = self.locked();
+        let mut groups = self.write();
         let forgotten = std::mem::take(&mut groups.loaders);
         for (_, loader) in forgotten {
             groups.retire(Some(loader));
@@ -171,7 +174,7 @@ impl<F: GroupFetcher> GroupedBatchFetcher<F> {
 
     /// How many groups have a loader now.
     pub fn groups(&self) -> usize {
-        self.locked().loaders.len()
+        self.read().loaders.len()
     }
 
     /// Closes every group's loader (see [`BatchFetcher::close`]) and waits
@@ -179,7 +182,7 @@ impl<F: GroupFetcher> GroupedBatchFetcher<F> {
     /// still running; groups first used afterwards are closed from the start.
     pub async fn close(&self) {
         let (loaders, retired): (Vec<_>, Vec<_>) = {
-            let mut groups = self.locked();
+            let mut groups = self.write();
             groups.closed = true;
             let loaders = groups.loaders.values().cloned().collect();
             (loaders, std::mem::take(&mut groups.retired))
@@ -191,7 +194,7 @@ impl<F: GroupFetcher> GroupedBatchFetcher<F> {
 
     /// True once [`close`](Self::close) was called.
     pub fn is_closed(&self) -> bool {
-        self.locked().closed
+        self.read().closed
     }
 
     /// What all groups have done so far, together; see [`Stats`].
@@ -204,12 +207,19 @@ impl<F: GroupFetcher> GroupedBatchFetcher<F> {
         self.inner.blueprint.label.as_deref()
     }
 
-    fn locked(&self) -> MutexGuard<'_, Groups<F>> {
+    fn read(&self) -> RwLockReadGuard<'_, Groups<F>> {
         // Under this lock run only map operations (a group's `Hash`, `Eq`,
         // `Clone`) and handle drops: a panic there leaves the map usable.
         self.inner
             .groups
-            .lock()
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Groups<F>> {
+        self.inner
+            .groups
+            .write()
             .unwrap_or_else(PoisonError::into_inner)
     }
 }
