@@ -129,6 +129,16 @@ runtime_tests! {
         assert_eq!(probe.batches(), [vec![7]]);
     }
 
+    /// With batches of one key and no delay, nobody could join a lone load,
+    /// so it runs at once, in the caller's first poll, without yielding.
+    async fn full_lone_batch_runs_without_yielding(rt: Rt) {
+        let (builder, probe) = builder(&rt);
+        let loader = builder.max_batch_size(1).max_delay(Duration::ZERO).build().unwrap();
+        let mut load = std::pin::pin!(loader.load(7));
+        assert_eq!(futures::poll!(load.as_mut()), std::task::Poll::Ready(Ok(70)));
+        assert_eq!(probe.batches(), [vec![7]]);
+    }
+
     /// With a long delay, a lone load waits for more keys; `close` flushes it.
     async fn long_delay_holds_a_lone_load_until_close(rt: Rt) {
         let (builder, probe) = builder(&rt);

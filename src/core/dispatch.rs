@@ -101,8 +101,11 @@ impl<R: RunBatch> Future for Lead<R> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
-        if let LeadState::Gathering { yielded, .. } = &mut this.state {
-            if !*yielded {
+        let max_batch_size = this.dispatch.limits.max_batch_size;
+        if let LeadState::Gathering { batch, yielded, .. } = &mut this.state {
+            // Yield once so that loads polled alongside can join, unless the
+            // batch is already full and nobody could.
+            if !*yielded && batch.len() < max_batch_size {
                 *yielded = true;
                 cx.waker().wake_by_ref();
                 return Poll::Pending;

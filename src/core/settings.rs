@@ -44,8 +44,9 @@ macro_rules! shared_settings {
         /// what is already queued is gathered: the lowest latency, with batches
         /// only as large as what arrived together. With `ZERO`, a request on
         /// an idle loader runs its batch on the caller's own task after one
-        /// yield (which lets requests polled alongside it join), skipping the
-        /// hops to the collector and to a batch task. While every in-flight slot
+        /// yield (which lets requests polled alongside it join; with
+        /// `max_batch_size(1)` nothing could, so it does not yield), skipping
+        /// the hops to the collector and to a batch task. While every in-flight slot
         /// is busy, waiting items are taken as soon as a slot frees, and the
         /// delay of the next batch counts from then.
         pub fn max_delay(mut self, delay: std::time::Duration) -> Self {
