@@ -77,15 +77,15 @@ where
     K: Hash + Eq + MaybeSend + MaybeSync + 'static,
     V: Clone + MaybeSend + MaybeSync + 'static,
 {
-    fn get(&self, key: &K) -> Option<Option<V>> {
+    fn as_store(&self) -> Option<&dyn Store<K, Option<V>>> {
         match self {
-            Stored::Map(map) => map.get(key),
-            Stored::Other(store) => store.get(key),
+            Stored::Map(map) => Some(map),
+            Stored::Other(store) => Some(&**store),
             Stored::Nothing => None,
         }
     }
 
-    fn store(&mut self) -> Option<&mut dyn Store<K, Option<V>>> {
+    fn as_store_mut(&mut self) -> Option<&mut dyn Store<K, Option<V>>> {
         match self {
             Stored::Map(map) => Some(map),
             Stored::Other(store) => Some(&mut **store),
@@ -93,37 +93,33 @@ where
         }
     }
 
+    fn get(&self, key: &K) -> Option<Option<V>> {
+        self.as_store()?.get(key)
+    }
+
+    fn contains(&self, key: &K) -> bool {
+        self.as_store().is_some_and(|store| store.contains(key))
+    }
+
+    fn len(&self) -> usize {
+        self.as_store().map_or(0, |store| store.len())
+    }
+
     fn insert(&mut self, key: K, value: Option<V>) {
-        if let Some(store) = self.store() {
+        if let Some(store) = self.as_store_mut() {
             store.insert(key, value);
         }
     }
 
     fn remove(&mut self, key: &K) {
-        if let Some(store) = self.store() {
+        if let Some(store) = self.as_store_mut() {
             store.remove(key);
         }
     }
 
     fn clear(&mut self) {
-        if let Some(store) = self.store() {
+        if let Some(store) = self.as_store_mut() {
             store.clear();
-        }
-    }
-
-    fn contains(&self, key: &K) -> bool {
-        match self {
-            Stored::Map(map) => map.contains(key),
-            Stored::Other(store) => store.contains(key),
-            Stored::Nothing => false,
-        }
-    }
-
-    fn len(&self) -> usize {
-        match self {
-            Stored::Map(map) => map.len(),
-            Stored::Other(store) => store.len(),
-            Stored::Nothing => 0,
         }
     }
 }
@@ -261,23 +257,22 @@ where
         let mut entries = self.write().await;
         // Values whose entry is not this batch's: a key cleared while in
         // flight (its callers still get the value), or one never asked for.
-        let mut unclaimed = Vec::new();
+        // The first value of a key delivered twice counts, as `Values` says.
+        let mut unclaimed: HashMap<K, V> = HashMap::new();
         for (key, value) in values {
             match entries.in_flight.entry(key) {
                 Entry::Occupied(entry) if owned_by(entry.get(), batch) => {
                     let (key, pending) = entry.remove_entry();
                     entries.settle(key, &pending, Ok(value));
                 }
-                Entry::Occupied(entry) => unclaimed.push((entry.key().clone(), value)),
-                Entry::Vacant(entry) => unclaimed.push((entry.into_key(), value)),
+                Entry::Occupied(entry) => {
+                    unclaimed.entry(entry.key().clone()).or_insert(value);
+                }
+                Entry::Vacant(entry) => {
+                    unclaimed.entry(entry.into_key()).or_insert(value);
+                }
             }
         }
-        // Keep the first value of a key delivered twice, as `Values` promises.
-        let mut first_unclaimed: HashMap<K, V> = HashMap::new();
-        for (key, value) in unclaimed {
-            first_unclaimed.entry(key).or_insert(value);
-        }
-        let mut unclaimed = first_unclaimed;
         for (key, resolver) in keys.iter().zip(resolvers) {
             if resolver.is_settled() {
                 continue;
@@ -291,17 +286,12 @@ where
                 Some(default) => Ok(default.value_for(key)),
                 None => Err(LoadError::NotFound),
             };
-            match entries.in_flight.remove_entry(key) {
-                Some((key, pending)) if owned_by(&pending, batch) => {
-                    entries.settle(key, &pending, outcome);
-                }
-                other => {
-                    // Another fetch's entry: put it back untouched.
-                    if let Some((key, pending)) = other {
-                        entries.in_flight.insert(key, pending);
-                    }
-                    resolver.answer(outcome);
-                }
+            let owned = entries.in_flight.get(key);
+            if owned.is_some_and(|pending| owned_by(pending, batch)) {
+                let (key, pending) = entries.in_flight.remove_entry(key).expect("seen above");
+                entries.settle(key, &pending, outcome);
+            } else {
+                resolver.answer(outcome);
             }
         }
         entries.shrink_in_flight();
