@@ -25,6 +25,20 @@ fn sorted(mut batch: Vec<u64>) -> Vec<u64> {
     batch
 }
 
+/// Spawns one task per key, each loading that key through its own clone.
+fn spawn_loads(
+    rt: &Rt,
+    loader: &Loader,
+    keys: impl IntoIterator<Item = u64>,
+) -> Vec<JoinHandle<Result<u64, Error>>> {
+    keys.into_iter()
+        .map(|key| {
+            let loader = loader.clone();
+            rt.spawn(async move { loader.load(key).await })
+        })
+        .collect()
+}
+
 runtime_tests! {
     /// Concurrent loads from one task form one fetch holding every key.
     async fn batches_concurrent_loads(rt: Rt) {
@@ -41,12 +55,7 @@ runtime_tests! {
     async fn batches_loads_from_many_tasks(rt: Rt) {
         let (builder, probe) = builder(&rt);
         let loader = builder.max_batch_size(20).max_delay(FOREVER).build().unwrap();
-        let tasks = (1..=20)
-            .map(|key| {
-                let loader = loader.clone();
-                rt.spawn(async move { loader.load(key).await })
-            })
-            .collect();
+        let tasks = spawn_loads(&rt, &loader, 1..=20);
         let values = join_all(tasks).await;
         assert_eq!(values, (1..=20).map(|key| Ok(value_of(key))).collect::<Vec<_>>());
         assert_eq!(probe.batch_count(), 1, "batches: {:?}", probe.batches());
@@ -162,12 +171,7 @@ runtime_tests! {
             .build()
             .unwrap();
         let gate = probe.close_gate().await;
-        let tasks: Vec<_> = (1..=3)
-            .map(|key| {
-                let loader = loader.clone();
-                rt.spawn(async move { loader.load(key).await })
-            })
-            .collect();
+        let tasks = spawn_loads(&rt, &loader, 1..=3);
         probe.started().await;
         probe.started().await;
         probe.assert_no_start("a third fetch started while two were running").await;
@@ -187,12 +191,7 @@ runtime_tests! {
             .build()
             .unwrap();
         let gate = probe.close_gate().await;
-        let tasks: Vec<_> = (1..=2)
-            .map(|key| {
-                let loader = loader.clone();
-                rt.spawn(async move { loader.load(key).await })
-            })
-            .collect();
+        let tasks = spawn_loads(&rt, &loader, 1..=2);
         // Both start while the gate still holds the first one.
         let mut started = vec![probe.started().await, probe.started().await];
         started.sort();
@@ -212,12 +211,7 @@ runtime_tests! {
             .build()
             .unwrap();
         let gate = probe.close_gate().await;
-        let tasks: Vec<_> = (1..=2)
-            .map(|key| {
-                let loader = loader.clone();
-                rt.spawn(async move { loader.load(key).await })
-            })
-            .collect();
+        let tasks = spawn_loads(&rt, &loader, 1..=2);
         probe.started().await;
         probe.assert_no_start("a second fetch started while the only slot was busy").await;
         drop(gate);

@@ -11,7 +11,7 @@ use std::error::Error as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anybatch::{BatchFetcher, BuildError, LoadError};
+use anybatch::{BatchFetcher, BuildError, FetcherBuilder, LoadError};
 use common::*;
 
 runtime_tests! {
@@ -136,73 +136,39 @@ runtime_tests! {
     }
 }
 
+/// The setting `configure` sets that `build` rejects (failing if it builds
+/// or fails otherwise).
+fn rejected_setting(
+    configure: impl FnOnce(FetcherBuilder<TestFetcher>) -> FetcherBuilder<TestFetcher>,
+) -> &'static str {
+    let (fetcher, _probe) = TestFetcher::new();
+    match configure(BatchFetcher::builder(fetcher)).build() {
+        Err(BuildError::InvalidSetting { setting, .. }) => setting,
+        Err(error) => panic!("expected an invalid setting, got {error:?}"),
+        Ok(_) => panic!("expected an invalid setting, but the loader was built"),
+    }
+}
+
 #[test]
 fn zero_batch_size_is_rejected() {
-    let (fetcher, _probe) = TestFetcher::new();
-    let error = BatchFetcher::builder(fetcher)
-        .max_batch_size(0)
-        .build()
-        .unwrap_err();
-    assert!(
-        matches!(
-            error,
-            BuildError::InvalidSetting {
-                setting: "max_batch_size",
-                ..
-            }
-        ),
-        "{error:?}"
-    );
+    assert_eq!(rejected_setting(|b| b.max_batch_size(0)), "max_batch_size");
 }
 
 #[test]
 fn zero_in_flight_is_rejected() {
-    let (fetcher, _probe) = TestFetcher::new();
-    let error = BatchFetcher::builder(fetcher)
-        .max_in_flight(0)
-        .build()
-        .unwrap_err();
-    assert!(
-        matches!(
-            error,
-            BuildError::InvalidSetting {
-                setting: "max_in_flight",
-                ..
-            }
-        ),
-        "{error:?}"
-    );
+    assert_eq!(rejected_setting(|b| b.max_in_flight(0)), "max_in_flight");
 }
 
 #[test]
 fn delay_over_an_hour_is_rejected() {
-    let (fetcher, _probe) = TestFetcher::new();
-    let error = BatchFetcher::builder(fetcher)
-        .max_delay(Duration::from_secs(7200))
-        .build()
-        .unwrap_err();
-    assert!(
-        matches!(
-            error,
-            BuildError::InvalidSetting {
-                setting: "max_delay",
-                ..
-            }
-        ),
-        "{error:?}"
+    assert_eq!(
+        rejected_setting(|b| b.max_delay(Duration::from_secs(7200))),
+        "max_delay"
     );
-    let (fetcher, _probe) = TestFetcher::new();
-    let error = BatchFetcher::builder(fetcher)
-        .max_delay(Duration::from_secs(3600) + Duration::from_nanos(1))
-        .build()
-        .unwrap_err();
-    assert!(matches!(
-        error,
-        BuildError::InvalidSetting {
-            setting: "max_delay",
-            ..
-        }
-    ));
+    assert_eq!(
+        rejected_setting(|b| b.max_delay(Duration::from_secs(3600) + Duration::from_nanos(1))),
+        "max_delay"
+    );
 }
 
 #[test]

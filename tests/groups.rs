@@ -99,9 +99,11 @@ fn grouped(rt: &Rt) -> (anybatch::GroupedFetcherBuilder<Tenants>, TenantsProbe) 
 runtime_tests! {
     /// Loads of three groups polled together make one batch per group, each
     /// holding only its group's keys, and each key gets its group's value.
+    /// Each batch is dispatched by filling up (ten keys a group), not by a
+    /// timer, so a slow poll cannot split one.
     async fn batches_never_mix_groups(rt: Rt) {
         let (builder, probe) = grouped(&rt);
-        let loader = builder.max_delay(Duration::from_millis(20)).build().unwrap();
+        let loader = builder.max_batch_size(10).max_delay(FOREVER).build().unwrap();
         let loads = (0..30u64).map(|i| {
             let loader = loader.clone();
             let group = (i % 3) as u32;

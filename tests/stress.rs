@@ -19,8 +19,7 @@ use std::time::{Duration, Instant};
 
 use anybatch::{BatchExecutor, BatchFetcher, Executor, Fetcher, Values};
 use common::Rt;
-use futures::future::{join_all, select, Either};
-use futures_timer::Delay;
+use futures::future::join_all;
 
 const TASKS: u64 = 8;
 /// Keys are `0..KEY_SPACE`: small enough that tasks meet on the same keys.
@@ -59,33 +58,15 @@ impl Rng {
     }
 }
 
-// ---------------------------------------------------------------------------
 // Runners: the same body on a 2-thread smol executor and a 2-worker tokio
-// runtime, with a hang detector far beyond any expected run.
-// ---------------------------------------------------------------------------
+// runtime (the shared harness's), with a hang detector far beyond any
+// expected run.
 
 fn on_smol<Fut>(body: impl FnOnce(Rt) -> Fut)
 where
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let executor = Arc::new(smol::Executor::<'static>::new());
-    let (stop, stopped) = async_channel::bounded::<()>(1);
-    let threads: Vec<_> = (0..2)
-        .map(|index| {
-            let (executor, stopped) = (executor.clone(), stopped.clone());
-            std::thread::Builder::new()
-                .name(format!("smol-test-{index}"))
-                .spawn(move || smol::block_on(executor.run(stopped.recv())))
-                .expect("start an executor thread")
-        })
-        .collect();
-    let rt = Rt::Smol(anybatch::SmolSpawner::on(executor.clone()));
-    let task = executor.spawn(body(rt));
-    smol::block_on(bounded("smol", task));
-    drop(stop);
-    for thread in threads {
-        let _ = thread.join().expect("executor thread");
-    }
+    common::run_smol_within(HANG_LIMIT, body);
 }
 
 #[cfg(feature = "tokio")]
@@ -93,26 +74,7 @@ fn on_tokio<Fut>(body: impl FnOnce(Rt) -> Fut)
 where
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .build()
-        .expect("build a tokio runtime");
-    let rt = Rt::Tokio(anybatch::TokioSpawner::from_handle(
-        runtime.handle().clone(),
-    ));
-    let task = runtime.spawn(body(rt));
-    let outcome = runtime.block_on(bounded("tokio", task));
-    runtime.shutdown_background();
-    if let Err(error) = outcome {
-        std::panic::resume_unwind(error.into_panic());
-    }
-}
-
-async fn bounded<T>(runtime: &str, task: impl Future<Output = T>) -> T {
-    match select(std::pin::pin!(task), Delay::new(HANG_LIMIT)).await {
-        Either::Left((output, _)) => output,
-        Either::Right(_) => panic!("stress run hung on {runtime} (no end after {HANG_LIMIT:?})"),
-    }
+    common::run_tokio_within(HANG_LIMIT, body);
 }
 
 // ---------------------------------------------------------------------------

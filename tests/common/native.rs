@@ -5,6 +5,7 @@ use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::future::{select, Either};
 use futures::FutureExt;
@@ -20,21 +21,29 @@ where
     AssertUnwindSafe(body).catch_unwind()
 }
 
-/// Waits for the body's task on the test thread, failing after
-/// [`HANG_LIMIT`], and resumes the body's panic.
-async fn finish<J>(runtime: &str, task: J)
+/// Waits for the body's task on the test thread, failing after `limit`, and
+/// resumes the body's panic.
+async fn finish<J>(runtime: &str, limit: Duration, task: J)
 where
     J: Future<Output = std::thread::Result<()>>,
 {
-    match select(pin!(task), Delay::new(HANG_LIMIT)).await {
+    match select(pin!(task), Delay::new(limit)).await {
         Either::Left((Ok(()), _)) => {}
         Either::Left((Err(panic), _)) => std::panic::resume_unwind(panic),
-        Either::Right(_) => panic!("test hung on {runtime} (no end after {HANG_LIMIT:?})"),
+        Either::Right(_) => panic!("test hung on {runtime} (no end after {limit:?})"),
     }
 }
 
 /// Runs `body` as a task of a dedicated smol executor driven by two threads.
 pub fn run_smol<Fut>(body: impl FnOnce(Rt) -> Fut)
+where
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    run_smol_within(HANG_LIMIT, body);
+}
+
+/// [`run_smol`] with a hang limit of `limit` instead of [`HANG_LIMIT`].
+pub fn run_smol_within<Fut>(limit: Duration, body: impl FnOnce(Rt) -> Fut)
 where
     Fut: Future<Output = ()> + Send + 'static,
 {
@@ -52,7 +61,7 @@ where
         .collect();
     let rt = Rt::Smol(anybatch::SmolSpawner::on(executor.clone()));
     let task = executor.spawn(guarded(body(rt)));
-    smol::block_on(finish("smol", task));
+    smol::block_on(finish("smol", limit, task));
     drop(stop);
     for thread in threads {
         let _ = thread.join();
@@ -62,6 +71,15 @@ where
 /// Runs `body` as a task of a two-worker tokio runtime.
 #[cfg(feature = "tokio")]
 pub fn run_tokio<Fut>(body: impl FnOnce(Rt) -> Fut)
+where
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    run_tokio_within(HANG_LIMIT, body);
+}
+
+/// [`run_tokio`] with a hang limit of `limit` instead of [`HANG_LIMIT`].
+#[cfg(feature = "tokio")]
+pub fn run_tokio_within<Fut>(limit: Duration, body: impl FnOnce(Rt) -> Fut)
 where
     Fut: Future<Output = ()> + Send + 'static,
 {
@@ -78,7 +96,7 @@ where
         Err(error) if error.is_panic() => Err(error.into_panic()),
         Err(error) => panic!("the test body's task failed: {error}"),
     });
-    runtime.block_on(finish("tokio", task));
+    runtime.block_on(finish("tokio", limit, task));
     runtime.shutdown_background();
 }
 
@@ -90,5 +108,5 @@ where
 {
     let rt = Rt::AsyncStd(anybatch::AsyncStdSpawner);
     let task = async_std::task::spawn(guarded(body(rt)));
-    async_std::task::block_on(finish("async-std", task));
+    async_std::task::block_on(finish("async-std", HANG_LIMIT, task));
 }
