@@ -286,12 +286,18 @@ where
                 Some(default) => Ok(default.value_for(key)),
                 None => Err(LoadError::NotFound),
             };
-            let owned = entries.in_flight.get(key);
-            if owned.is_some_and(|pending| owned_by(pending, batch)) {
-                let (key, pending) = entries.in_flight.remove_entry(key).expect("seen above");
-                entries.settle(key, &pending, outcome);
-            } else {
-                resolver.answer(outcome);
+            // Taken out and put back if it is another fetch's: one lookup,
+            // and no assumption that a key hashes the same way twice.
+            match entries.in_flight.remove_entry(key) {
+                Some((key, pending)) if owned_by(&pending, batch) => {
+                    entries.settle(key, &pending, outcome);
+                }
+                other => {
+                    if let Some((key, pending)) = other {
+                        entries.in_flight.insert(key, pending);
+                    }
+                    resolver.answer(outcome);
+                }
             }
         }
         entries.shrink_in_flight();
