@@ -5,10 +5,11 @@ use std::pin::pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use async_channel::{Receiver, Sender, TryRecvError};
+use async_channel::{Receiver, Sender};
 use futures::future::{select, Either};
 use futures_timer::Delay;
 
+use super::backlog::Backlog;
 use super::dispatch::Dispatch;
 use super::forced::{lock, Forced};
 use super::RunBatch;
@@ -45,7 +46,7 @@ impl<R: RunBatch> Collector<R> {
                 _ => return self.hand_back(batch).await,
             };
             // Items that queued while every slot was busy join this batch.
-            fill(&mut batch, &self.queued, dispatch.limits.max_batch_size);
+            self.queued.fill(&mut batch, dispatch.limits.max_batch_size);
             let run = dispatch.batch(std::mem::take(&mut batch), permit, self.alive.clone());
             dispatch.spawner.spawn(run);
         }
@@ -56,25 +57,31 @@ impl<R: RunBatch> Collector<R> {
     /// passed, or the queue is closed and empty. `false` once the queue is
     /// closed and drained with nothing gathered.
     async fn gather(&self, batch: &mut Vec<R::Item>) -> bool {
-        if batch.is_empty() {
-            match self.queued.recv().await {
-                Ok(item) => batch.push(item),
-                Err(_) => return false,
+        let limits = &self.dispatch.limits;
+        let cap = limits.max_batch_size;
+        while batch.is_empty() {
+            self.queued.ready(1).await;
+            self.queued.fill(batch, cap);
+            // Empty: closed and drained, or a leading caller took the items.
+            if batch.is_empty() && self.queued.is_closed() {
+                return false;
             }
         }
+        if limits.max_delay.is_zero() {
+            return true;
+        }
         // Started once, at the first item: later items never push it back.
-        let mut deadline: Option<Delay> = None;
+        let mut deadline = Delay::new(limits.max_delay);
         loop {
-            let limits = &self.dispatch.limits;
-            fill(batch, &self.queued, limits.max_batch_size);
-            if batch.len() >= limits.max_batch_size || limits.max_delay.is_zero() {
+            self.queued.fill(batch, cap);
+            if batch.len() >= cap || self.queued.is_closed() {
                 return true;
             }
-            let timer = deadline.get_or_insert_with(|| Delay::new(limits.max_delay));
-            match select(pin!(self.queued.recv()), timer).await {
-                Either::Left((Ok(item), _)) => batch.push(item),
-                // Closed and empty, or the delay is up: dispatch what we hold.
-                Either::Left((Err(_), _)) | Either::Right(_) => return true,
+            // Sleeps until the rest of a batch is queued, not per item.
+            let rest = pin!(self.queued.ready(cap - batch.len()));
+            if let Either::Right(_) = select(rest, &mut deadline).await {
+                self.queued.fill(batch, cap);
+                return true;
             }
         }
     }
@@ -94,21 +101,19 @@ impl<R: RunBatch> Collector<R> {
             return; // nobody waits for them: dropping answers their callers
         }
         hand_back.items.extend(batch);
-        while let Ok(item) = self.queued.try_recv() {
-            hand_back.items.push(item);
-        }
+        hand_back.items.extend(self.queued.take_all());
     }
 }
 
 /// The collector's end of the queue. If an executor drops the collector
 /// mid-way, this closes the queue and drops what is still in it, so every
 /// waiting caller is answered `Closed` instead of waiting forever.
-pub(super) struct Intake<T>(pub(super) Receiver<T>);
+pub(super) struct Intake<T>(pub(super) Arc<Backlog<T>>);
 
 impl<T> std::ops::Deref for Intake<T> {
-    type Target = Receiver<T>;
+    type Target = Backlog<T>;
 
-    fn deref(&self) -> &Receiver<T> {
+    fn deref(&self) -> &Backlog<T> {
         &self.0
     }
 }
@@ -116,17 +121,7 @@ impl<T> std::ops::Deref for Intake<T> {
 impl<T> Drop for Intake<T> {
     fn drop(&mut self) {
         self.0.close();
-        while self.0.try_recv().is_ok() {}
-    }
-}
-
-/// Moves already-queued items into `batch` without waiting, up to `cap`.
-pub(super) fn fill<T>(batch: &mut Vec<T>, queued: &Receiver<T>, cap: usize) {
-    while batch.len() < cap {
-        match queued.try_recv() {
-            Ok(item) => batch.push(item),
-            Err(TryRecvError::Empty | TryRecvError::Closed) => break,
-        }
+        drop(self.0.take_all());
     }
 }
 

@@ -8,11 +8,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
-use async_channel::{Receiver, Sender, WeakReceiver};
+use async_channel::Sender;
 use async_lock::{Semaphore, SemaphoreGuardArc};
 use futures::FutureExt;
 
-use super::collector::fill;
+use super::backlog::Backlog;
 use super::{BatchLimits, RunBatch};
 use crate::spawn::{BoxFuture, Spawner};
 use crate::stats::Counters;
@@ -29,9 +29,8 @@ pub(super) struct Dispatch<R: RunBatch> {
     pub(super) in_flight: Arc<Semaphore>,
     /// Set while a caller gathers a batch it will run itself.
     pub(super) leading: AtomicBool,
-    /// The queue, for a leading caller to gather from while the collector
-    /// lives (weak, so that it never keeps a dead collector's queue open).
-    pub(super) queued: WeakReceiver<R::Item>,
+    /// The queue, for a leading caller to gather from.
+    pub(super) queued: Arc<Backlog<R::Item>>,
 }
 
 impl<R: RunBatch> Dispatch<R> {
@@ -66,7 +65,6 @@ pub(super) enum LeadState<T> {
         batch: Vec<T>,
         permit: SemaphoreGuardArc,
         alive: Sender<()>,
-        queued: Receiver<T>,
         yielded: bool,
     },
     Running(BoxFuture),
@@ -80,14 +78,15 @@ impl<R: RunBatch> Lead<R> {
             mut batch,
             permit,
             alive,
-            queued,
             ..
         } = std::mem::replace(&mut self.state, LeadState::Done)
         else {
             return None;
         };
         let dispatch = &self.dispatch;
-        fill(&mut batch, &queued, dispatch.limits.max_batch_size);
+        dispatch
+            .queued
+            .fill(&mut batch, dispatch.limits.max_batch_size);
         dispatch.leading.store(false, Ordering::Release);
         Some(dispatch.batch(batch, permit, alive))
     }

@@ -2,6 +2,7 @@
 //! and starts them. The fetcher and the executor are thin layers that
 //! say what a batch *does* ([`RunBatch`]); when and how big are decided here.
 
+mod backlog;
 mod collector;
 mod dispatch;
 mod forced;

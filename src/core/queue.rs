@@ -5,9 +5,10 @@ use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use async_channel::{Receiver, Sender, TrySendError, WeakSender};
+use async_channel::{Receiver, Sender, WeakSender};
 use async_lock::Semaphore;
 
+use super::backlog::Backlog;
 use super::collector::{Collector, Intake};
 use super::dispatch::{Dispatch, Lead, LeadState};
 use super::forced::{Claimant, Forced, HandBack};
@@ -42,7 +43,7 @@ pub(crate) enum Refused<T> {
 /// The handle side of the core: push items, close, wait for the drain, or
 /// stop at once.
 pub(crate) struct Queue<R: RunBatch> {
-    items: Sender<R::Item>,
+    items: Arc<Backlog<R::Item>>,
     dispatch: Arc<Dispatch<R>>,
     /// Lets a caller run a batch itself without keeping the loader alive.
     alive: WeakSender<()>,
@@ -69,16 +70,14 @@ impl<R: RunBatch> Queue<R> {
     /// still answered.
     pub(crate) fn try_lead(&self, item: R::Item) -> Result<Lead<R>, R::Item> {
         let dispatch = &self.dispatch;
-        if !dispatch.limits.max_delay.is_zero() || !self.items.is_empty() || self.items.is_closed()
-        {
+        if !dispatch.limits.max_delay.is_zero() || !self.items.is_idle() {
             return Err(item);
         }
         if dispatch.leading.swap(true, Ordering::AcqRel) {
             return Err(item);
         }
         let slot = dispatch.in_flight.try_acquire_arc();
-        let (alive, queued) = (self.alive.upgrade(), dispatch.queued.upgrade());
-        let (Some(permit), Some(alive), Some(queued)) = (slot, alive, queued) else {
+        let (Some(permit), Some(alive)) = (slot, self.alive.upgrade()) else {
             dispatch.leading.store(false, Ordering::Release);
             return Err(item);
         };
@@ -88,7 +87,6 @@ impl<R: RunBatch> Queue<R> {
                 batch: vec![item],
                 permit,
                 alive,
-                queued,
                 yielded: false,
             },
         })
@@ -96,18 +94,12 @@ impl<R: RunBatch> Queue<R> {
 
     /// Queues `item` if there is room, or hands it back.
     pub(crate) fn push(&self, item: R::Item) -> Result<(), Refused<R::Item>> {
-        self.items.try_send(item).map_err(|error| match error {
-            TrySendError::Full(item) => Refused::Full(item),
-            TrySendError::Closed(item) => Refused::Closed(item),
-        })
+        self.items.push(item)
     }
 
     /// Queues `item`, waiting for room; hands it back if the queue closes.
     pub(crate) async fn push_waiting(&self, item: R::Item) -> Result<(), R::Item> {
-        self.items
-            .send(item)
-            .await
-            .map_err(|error| error.into_inner())
+        self.items.push_waiting(item).await
     }
 
     /// Stops taking items, then waits until everything queued has been
@@ -147,6 +139,14 @@ impl<R: RunBatch> Queue<R> {
     }
 }
 
+impl<R: RunBatch> Drop for Queue<R> {
+    /// The last handle is gone: the collector dispatches what is queued and
+    /// exits.
+    fn drop(&mut self) {
+        self.items.close();
+    }
+}
+
 /// Starts the collector for `runner` on `spawner`. Its batches take their
 /// slots from `in_flight`, which loaders may share (the groups of a grouped
 /// loader do); see [`in_flight_slots`].
@@ -158,10 +158,7 @@ pub(crate) fn start<R: RunBatch>(
     counters: Arc<Counters>,
     label: Option<Arc<str>>,
 ) -> Queue<R> {
-    let (items, queued) = match limits.max_queued {
-        Some(capacity) => async_channel::bounded(capacity),
-        None => async_channel::unbounded(),
-    };
+    let items = Arc::new(Backlog::new(limits.max_queued));
     let (stop, stopped) = async_channel::bounded(1);
     let (collector_alive, collector_done) = async_channel::bounded(1);
     let (alive, finished) = async_channel::bounded(1);
@@ -180,14 +177,14 @@ pub(crate) fn start<R: RunBatch>(
         label,
         in_flight,
         leading: AtomicBool::new(false),
-        queued: queued.downgrade(),
+        queued: items.clone(),
     });
     let weak_alive = alive.downgrade();
     let collector = Collector {
         dispatch: dispatch.clone(),
         // Wrapped before the future exists, so even an unpolled collector
         // that an executor drops answers what is queued.
-        queued: Intake(queued),
+        queued: Intake(items.clone()),
         // Kept so that only an explicit stop closes the channel, not the
         // last handle going away (which drains gracefully instead).
         stop_keeper: stop.clone(),

@@ -1,0 +1,241 @@
+//! The queue between callers and the collector. Items wait here until the
+//! collector takes them, a batch at a time.
+//!
+//! A push is one short std mutex section and no wake-up unless the collector
+//! asked for one: it says how many items it waits for (one when idle, the
+//! rest of a batch while gathering), so a burst wakes it once per batch
+//! instead of once per item, as a channel would.
+
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::task::Poll;
+
+use async_lock::Semaphore;
+use futures::task::AtomicWaker;
+
+use super::Refused;
+
+pub(crate) struct Backlog<T> {
+    state: Mutex<State<T>>,
+    /// The collector's waker, rung when what it waits for has arrived.
+    doorbell: AtomicWaker,
+    /// Free places when `max_queued` bounds the queue: a push takes one, the
+    /// collector gives back what it takes.
+    room: Option<Semaphore>,
+}
+
+struct State<T> {
+    items: VecDeque<T>,
+    closed: bool,
+    /// The collector sleeps until this many items are queued; 0 when it is
+    /// not asleep.
+    wake_at: usize,
+}
+
+/// Once empty, a queue holding more than this much room gives it back, so a
+/// burst leaves no memory behind.
+const KEPT_CAPACITY: usize = 1024;
+
+/// Enough places to let every waiting pusher through when the queue closes
+/// (they then find it closed); far from overflowing the semaphore's count.
+const EVERYONE: usize = usize::MAX >> 2;
+
+impl<T> Backlog<T> {
+    pub(crate) fn new(max_queued: Option<usize>) -> Self {
+        Self {
+            state: Mutex::new(State {
+                items: VecDeque::new(),
+                closed: false,
+                wake_at: 0,
+            }),
+            doorbell: AtomicWaker::new(),
+            room: max_queued.map(Semaphore::new),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State<T>> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queues `item` if the queue is open and has room.
+    pub(crate) fn push(&self, item: T) -> Result<(), Refused<T>> {
+        if let Some(room) = &self.room {
+            match room.try_acquire() {
+                Some(place) => place.forget(),
+                None if self.is_closed() => return Err(Refused::Closed(item)),
+                None => return Err(Refused::Full(item)),
+            }
+        }
+        self.enqueue(item).map_err(Refused::Closed)
+    }
+
+    /// Queues `item`, waiting for room; hands it back if the queue closes.
+    pub(crate) async fn push_waiting(&self, item: T) -> Result<(), T> {
+        if let Some(room) = &self.room {
+            room.acquire().await.forget();
+        }
+        self.enqueue(item)
+    }
+
+    /// Adds `item` (its place already taken) and rings the collector if it
+    /// now has what it waits for.
+    fn enqueue(&self, item: T) -> Result<(), T> {
+        let mut state = self.lock();
+        if state.closed {
+            return Err(item);
+        }
+        state.items.push_back(item);
+        let ring = state.wake_at != 0 && state.items.len() >= state.wake_at;
+        if ring {
+            state.wake_at = 0;
+        }
+        drop(state);
+        if ring {
+            self.doorbell.wake();
+        }
+        Ok(())
+    }
+
+    /// Waits until at least `wanted` items are queued or the queue is closed.
+    pub(crate) async fn ready(&self, wanted: usize) {
+        poll_fn(|cx| {
+            let mut state = self.lock();
+            if state.items.len() >= wanted.max(1) || state.closed {
+                state.wake_at = 0;
+                return Poll::Ready(());
+            }
+            // Registered under the lock, so a push after this sees `wake_at`.
+            self.doorbell.register(cx.waker());
+            state.wake_at = wanted.max(1);
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// Moves queued items into `batch`, oldest first, until it holds `cap`.
+    pub(crate) fn fill(&self, batch: &mut Vec<T>, cap: usize) {
+        let mut state = self.lock();
+        let taken = cap.saturating_sub(batch.len()).min(state.items.len());
+        batch.extend(state.items.drain(..taken));
+        if state.items.is_empty() && state.items.capacity() > KEPT_CAPACITY {
+            state.items = VecDeque::new();
+        }
+        drop(state);
+        if let Some(room) = &self.room {
+            room.add_permits(taken);
+        }
+    }
+
+    /// Takes everything still queued.
+    pub(crate) fn take_all(&self) -> Vec<T> {
+        let mut all = Vec::new();
+        self.fill(&mut all, usize::MAX);
+        all
+    }
+
+    /// Stops taking items; what is queued stays for the collector. Wakes
+    /// the collector and every pusher waiting for room.
+    pub(crate) fn close(&self) {
+        let mut state = self.lock();
+        if std::mem::replace(&mut state.closed, true) {
+            return;
+        }
+        state.wake_at = 0;
+        drop(state);
+        self.doorbell.wake();
+        if let Some(room) = &self.room {
+            room.add_permits(EVERYONE);
+        }
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.lock().closed
+    }
+
+    /// Open with nothing queued.
+    pub(crate) fn is_idle(&self) -> bool {
+        let state = self.lock();
+        !state.closed && state.items.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::pin::pin;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::task::{Context, Wake};
+
+    use super::*;
+    use std::future::Future;
+
+    /// Counts its wake-ups.
+    #[derive(Default)]
+    struct Counted(AtomicUsize);
+
+    impl Wake for Counted {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_burst_wakes_the_collector_once_per_wanted_amount() {
+        let backlog = Backlog::new(None);
+        let wakes = Arc::new(Counted::default());
+        let waker = wakes.clone().into();
+        let mut context = Context::from_waker(&waker);
+        let mut ready = Box::pin(backlog.ready(10));
+        assert!(ready.as_mut().poll(&mut context).is_pending());
+        for item in 0..9 {
+            backlog.push(item).unwrap();
+        }
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 0, "not enough yet");
+        backlog.push(9).unwrap();
+        backlog.push(10).unwrap();
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 1, "one ring for the batch");
+        assert!(ready.as_mut().poll(&mut context).is_ready());
+        let mut batch = Vec::new();
+        backlog.fill(&mut batch, 4);
+        assert_eq!(batch, [0, 1, 2, 3]);
+        assert_eq!(backlog.take_all(), (4..11).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn bounded_queue_refuses_when_full_and_frees_room_when_taken() {
+        let backlog = Backlog::new(Some(2));
+        backlog.push(1).unwrap();
+        backlog.push(2).unwrap();
+        assert!(matches!(backlog.push(3), Err(Refused::Full(3))));
+        let mut batch = Vec::new();
+        backlog.fill(&mut batch, 1);
+        backlog.push(3).unwrap();
+        assert!(matches!(backlog.push(4), Err(Refused::Full(4))));
+        backlog.close();
+        assert!(matches!(backlog.push(4), Err(Refused::Closed(4))));
+        assert_eq!(backlog.take_all(), [2, 3], "closing keeps what is queued");
+    }
+
+    #[test]
+    fn closing_releases_pushers_waiting_for_room() {
+        let backlog = Backlog::new(Some(1));
+        backlog.push(1).unwrap();
+        let mut context = Context::from_waker(futures::task::noop_waker_ref());
+        let mut waiting = pin!(backlog.push_waiting(2));
+        assert!(waiting.as_mut().poll(&mut context).is_pending());
+        backlog.close();
+        assert_eq!(waiting.as_mut().poll(&mut context), Poll::Ready(Err(2)));
+    }
+
+    #[test]
+    fn an_emptied_queue_gives_its_memory_back() {
+        let backlog = Backlog::new(None);
+        for item in 0..100_000 {
+            backlog.push(item).unwrap();
+        }
+        assert_eq!(backlog.take_all().len(), 100_000);
+        assert!(backlog.lock().items.capacity() <= KEPT_CAPACITY);
+        assert!(backlog.is_idle());
+    }
+}
