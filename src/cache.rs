@@ -233,9 +233,13 @@ where
     }
 
     /// Marks the keys of a batch about to be fetched as carried by `batch`.
-    /// Done under the lock so that `clear` sees exactly which fetches started.
+    /// Done under the lock so that `clear` sees exactly which fetches started;
+    /// the shared lock is enough, as only writers read the mark.
     pub(crate) async fn start_batch(&self, batch: u64, resolvers: &[Resolver<Outcome<V, E>>]) {
-        let _entries = self.write().await;
+        let _entries = match self.entries.try_read() {
+            Some(entries) => entries,
+            None => self.entries.read().await,
+        };
         for resolver in resolvers {
             resolver.assign_batch(batch);
         }
