@@ -96,11 +96,11 @@ impl<F: Fetcher> BatchFetcher<F> {
         };
         match found {
             Some(Known::Done(outcome)) => {
-                Counters::add(&self.inner.counters.cache_hits, 1);
+                self.inner.counters.hit();
                 outcome
             }
             Some(Known::Join(promise)) => {
-                Counters::add(&self.inner.counters.joins, 1);
+                self.inner.counters.join();
                 self.wait(&key, promise).await
             }
             None => Box::pin(self.load_contended(key, false)).await,
@@ -110,6 +110,8 @@ impl<F: Fetcher> BatchFetcher<F> {
     /// [`load`](Self::load) when the read lock was busy (`busy`), or the key
     /// is unknown and must be claimed under the write lock.
     async fn load_contended(&self, key: F::Key, busy: bool) -> Result<F> {
+        // Off the hit path, which must not call (see `hot_counter`).
+        crate::hot_counter::enroll();
         let map = &self.inner.map;
         let found = match busy {
             true => map.read_lookup(&key).await,
@@ -217,6 +219,7 @@ impl<F: Fetcher> BatchFetcher<F> {
     /// # });
     /// ```
     pub async fn prime(&self, key: F::Key, value: F::Value) -> bool {
+        crate::hot_counter::enroll();
         self.inner.map.prime(key, value).await
     }
 
@@ -330,6 +333,7 @@ impl<F: Fetcher> BatchFetcher<F> {
     /// Answers every key from one read lock when it can, and queues the
     /// unknown ones under one write lock.
     async fn lookup_all(&self, keys: &[F::Key]) -> Vec<Answer<F>> {
+        crate::hot_counter::enroll();
         let map = &self.inner.map;
         let answers = map.lookup_all(keys).await;
         if answers.iter().all(Option::is_some) {
@@ -392,8 +396,8 @@ impl<F: Fetcher> BatchFetcher<F> {
     fn counted(&self, known: Answer<F>) -> Answer<F> {
         let counters = &self.inner.counters;
         match &known {
-            Known::Done(_) => Counters::add(&counters.cache_hits, 1),
-            Known::Join(_) => Counters::add(&counters.joins, 1),
+            Known::Done(_) => counters.hit(),
+            Known::Join(_) => counters.join(),
         }
         known
     }
