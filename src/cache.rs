@@ -185,6 +185,12 @@ where
         self.entries.read().await.stored.len()
     }
 
+    /// Takes the write lock if it is free right now.
+    pub(crate) fn try_writer(&self) -> Option<Writer<'_, K, V, E>> {
+        let entries = self.entries.try_write()?;
+        Some(Writer { entries })
+    }
+
     /// Takes the write lock, without waiting when it is free.
     pub(crate) async fn writer(&self) -> Writer<'_, K, V, E> {
         Writer {

@@ -129,6 +129,7 @@ mod error;
 mod executor;
 mod fetcher;
 mod grouped;
+mod hot_counter;
 mod maybe_send;
 mod promise;
 mod spawn;

@@ -1,15 +1,22 @@
 //! Counters every loader keeps, and the snapshot [`Stats`] users read.
 //!
-//! Counting is a relaxed atomic add: no lock, and a cache hit costs one add.
+//! Counting is a relaxed atomic add: no lock. Cache hits and joins, counted
+//! on the hot path, are sharded per thread (see [`HotCounters`]).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use crate::hot_counter::HotCounters;
+
+/// Where cache hits and joins are in `Counters::hot`.
+const HITS: usize = 0;
+const JOINS: usize = 1;
+
 /// Live counters, shared by a loader's handle, collector and batches.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
-    pub(crate) cache_hits: AtomicU64,
-    pub(crate) joins: AtomicU64,
+    /// Cache hits and joins; see [`hit`](Self::hit) and [`join`](Self::join).
+    hot: HotCounters<2>,
     pub(crate) queued: AtomicU64,
     pub(crate) rejected: AtomicU64,
     pub(crate) batches: AtomicU64,
@@ -23,6 +30,18 @@ pub(crate) struct Counters {
 }
 
 impl Counters {
+    /// Counts a request answered from the identity map.
+    #[inline]
+    pub(crate) fn hit(&self) {
+        self.hot.add(HITS, 1);
+    }
+
+    /// Counts a request that joined a fetch in flight.
+    #[inline]
+    pub(crate) fn join(&self) {
+        self.hot.add(JOINS, 1);
+    }
+
     pub(crate) fn add(counter: &AtomicU64, amount: u64) {
         counter.fetch_add(amount, Ordering::Relaxed);
     }
@@ -41,8 +60,8 @@ impl Counters {
     pub(crate) fn snapshot(&self) -> Stats {
         let read = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         let (cache_hits, joins, queued, rejected) = (
-            read(&self.cache_hits),
-            read(&self.joins),
+            self.hot.sum(HITS),
+            self.hot.sum(JOINS),
             read(&self.queued),
             read(&self.rejected),
         );

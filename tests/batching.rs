@@ -294,3 +294,34 @@ async fn joins_the_fetch_in_flight_with(rt: Rt, cache: bool) {
     assert_eq!(probe.times_fetched(1), 1, "batches: {:?}", probe.batches());
     assert_eq!(probe.batches(), [vec![1], vec![2]]);
 }
+
+/// `join_all` and spawned tasks move every `load` future, so it stays small:
+/// the paths that wait for a lock or run a batch are boxed. (144 bytes for a
+/// `u64` key and value with rustc 1.95; the bound leaves room for others.)
+#[cfg(all(feature = "smol", not(target_arch = "wasm32")))]
+#[test]
+fn the_load_future_stays_small() {
+    use anybatch::{BatchFetcher, Fetcher, Values};
+
+    struct Doubles;
+
+    impl Fetcher for Doubles {
+        type Key = u64;
+        type Value = u64;
+        type Error = std::convert::Infallible;
+
+        async fn fetch(
+            &self,
+            keys: &[u64],
+            values: &mut Values<u64, u64>,
+        ) -> Result<(), Self::Error> {
+            values.extend(keys.iter().map(|&key| (key, key * 2)));
+            Ok(())
+        }
+    }
+
+    let loader = BatchFetcher::builder(Doubles).build().unwrap();
+    let load = loader.load(1);
+    let size = std::mem::size_of_val(&load);
+    assert!(size <= 192, "the load future takes {size} bytes");
+}

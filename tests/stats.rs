@@ -67,3 +67,61 @@ runtime_tests! {
         assert!(loader.stats().backend_time >= Duration::from_millis(30));
     }
 }
+
+/// Hits and joins from more threads than the counters have shards (each
+/// thread's own, and the shared one) add up exactly.
+#[cfg(all(feature = "smol", not(target_arch = "wasm32")))]
+#[test]
+fn hits_from_many_threads_are_counted_exactly() {
+    use anybatch::{BatchFetcher, Fetcher, Values};
+
+    struct Doubles;
+
+    impl Fetcher for Doubles {
+        type Key = u64;
+        type Value = u64;
+        type Error = std::convert::Infallible;
+
+        async fn fetch(
+            &self,
+            keys: &[u64],
+            values: &mut Values<u64, u64>,
+        ) -> Result<(), Self::Error> {
+            values.extend(keys.iter().map(|&key| (key, key * 2)));
+            Ok(())
+        }
+    }
+
+    const THREADS: u64 = 40;
+    const HITS: u64 = 2_000;
+    let loader = BatchFetcher::builder(Doubles).build().unwrap();
+    let keys: Vec<u64> = (0..100).collect();
+    smol::block_on(loader.load_many(&keys)).unwrap();
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(THREADS as usize));
+    let threads: Vec<_> = (0..THREADS)
+        .map(|thread| {
+            let (loader, barrier) = (loader.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                // Half the threads take a slow path first (and so a shard of
+                // their own while any is free), half only ever hit.
+                if thread % 2 == 0 {
+                    smol::block_on(loader.load(1_000 + thread)).unwrap();
+                }
+                barrier.wait();
+                for hit in 0..HITS {
+                    assert_eq!(smol::block_on(loader.load(hit % 100)), Ok(hit % 100 * 2));
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    let stats = loader.stats();
+    assert_eq!(stats.cache_hits, THREADS * HITS);
+    assert_eq!(stats.queued, 100 + THREADS / 2);
+    assert_eq!(
+        stats.requests,
+        stats.cache_hits + stats.joins + stats.queued
+    );
+}

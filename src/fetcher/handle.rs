@@ -51,8 +51,18 @@ struct Inner<F: Fetcher> {
     label: Option<Arc<str>>,
 }
 
+/// What [`BatchFetcher::load`] awaits once it has looked: a fetch to wait
+/// for, or one of its boxed slow paths.
+enum Next<P, L, C> {
+    Wait(P),
+    Lead(L),
+    Contended(C),
+}
+
 type Answer<F> = Known<<F as Fetcher>::Value, <F as Fetcher>::Error>;
 type Result<F> = Outcome<<F as Fetcher>::Value, <F as Fetcher>::Error>;
+/// A claimed key's answer, and the batch to run if the caller leads it.
+type Queued<F> = (Answer<F>, Option<Lead<FetchRunner<F>>>);
 
 impl<F: Fetcher> BatchFetcher<F> {
     /// Starts configuring a loader over `fetcher`; see [`FetcherBuilder`] for
@@ -87,38 +97,73 @@ impl<F: Fetcher> BatchFetcher<F> {
     /// [`LoadError::Fetch`] or [`LoadError::Panicked`] when its batch failed,
     /// [`LoadError::Closed`] when the loader closed first.
     pub async fn load(&self, key: F::Key) -> Result<F> {
-        // The hot path: a read lock taken without waiting, no channel. The
-        // paths that wait for a lock are boxed, so that the future of a hit
-        // or a join stays small (`join_all` and spawned tasks move it).
-        let found = match self.inner.map.try_lookup(&key) {
-            Ok(found) => found,
-            Err(Busy) => return Box::pin(self.load_contended(key, true)).await,
+        // The hot path: a read lock taken without waiting, no channel. A miss
+        // claims and queues its key under the write lock if that is free
+        // right now. What waits for a lock or runs a batch is boxed, so the
+        // future of every load stays small (`join_all` and spawned tasks
+        // move it); it is built here, before any await, so that nothing
+        // larger than a pointer is kept across one.
+        let next = match self.inner.map.try_lookup(&key) {
+            Ok(Some(Known::Done(outcome))) => {
+                self.inner.counters.hit();
+                return outcome;
+            }
+            Ok(Some(Known::Join(promise))) => {
+                self.inner.counters.join();
+                Next::Wait(promise)
+            }
+            Ok(None) => match self.try_queue(&key) {
+                Some((Known::Done(outcome), _)) => return outcome,
+                Some((Known::Join(promise), None)) => Next::Wait(promise),
+                // The lone load of an idle loader runs its batch here.
+                Some((Known::Join(promise), Some(lead))) => {
+                    Next::Lead(Box::pin(self.lead(&key, lead, promise)))
+                }
+                None => Next::Contended(Box::pin(self.load_contended(&key, false))),
+            },
+            Err(Busy) => Next::Contended(Box::pin(self.load_contended(&key, true))),
         };
-        match found {
-            Some(Known::Done(outcome)) => {
-                Counters::add(&self.inner.counters.cache_hits, 1);
-                outcome
-            }
-            Some(Known::Join(promise)) => {
-                Counters::add(&self.inner.counters.joins, 1);
-                self.wait(&key, promise).await
-            }
-            None => Box::pin(self.load_contended(key, false)).await,
+        match next {
+            Next::Wait(promise) => self.wait(&key, promise).await,
+            Next::Lead(lead) => lead.await,
+            Next::Contended(contended) => contended.await,
         }
+    }
+
+    /// A miss without waiting: claims and queues `key` (or leads its batch)
+    /// if the write lock is free right now, `None` if it is not.
+    fn try_queue(&self, key: &F::Key) -> Option<Queued<F>> {
+        // Off the hit path, which must not call (see `hot_counter`).
+        crate::hot_counter::enroll();
+        let mut writer = self.inner.map.try_writer()?;
+        Some(self.lookup_or_queue(&mut writer, key, true))
+    }
+
+    /// Runs the batch of a lone key on this task, then answers from it.
+    async fn lead(
+        &self,
+        key: &F::Key,
+        lead: Lead<FetchRunner<F>>,
+        promise: Promise<Result<F>>,
+    ) -> Result<F> {
+        lead.await;
+        self.wait(key, promise).await
     }
 
     /// [`load`](Self::load) when the read lock was busy (`busy`), or the key
     /// is unknown and must be claimed under the write lock.
-    async fn load_contended(&self, key: F::Key, busy: bool) -> Result<F> {
+    async fn load_contended(&self, key: &F::Key, busy: bool) -> Result<F> {
+        // Off the hit path, which must not call (see `hot_counter`).
+        crate::hot_counter::enroll();
         let map = &self.inner.map;
         let found = match busy {
-            true => map.read_lookup(&key).await,
+            true => map.read_lookup(key).await,
             false => None,
         };
         let answer = match found {
             Some(known) => self.counted(known),
             None => {
-                let (answer, lead) = self.lookup_or_queue(&mut map.writer().await, &key, true);
+                let (answer, lead) = self.lookup_or_queue(&mut map.writer().await, key, true);
                 // Run outside the map's lock: the batch takes it to deliver.
                 if let Some(lead) = lead {
                     lead.await;
@@ -126,7 +171,7 @@ impl<F: Fetcher> BatchFetcher<F> {
                 answer
             }
         };
-        self.finish(&key, answer).await
+        self.finish(key, answer).await
     }
 
     /// Loads several keys and returns their values in input order. Unknown
@@ -217,6 +262,7 @@ impl<F: Fetcher> BatchFetcher<F> {
     /// # });
     /// ```
     pub async fn prime(&self, key: F::Key, value: F::Value) -> bool {
+        crate::hot_counter::enroll();
         self.inner.map.prime(key, value).await
     }
 
@@ -330,6 +376,7 @@ impl<F: Fetcher> BatchFetcher<F> {
     /// Answers every key from one read lock when it can, and queues the
     /// unknown ones under one write lock.
     async fn lookup_all(&self, keys: &[F::Key]) -> Vec<Answer<F>> {
+        crate::hot_counter::enroll();
         let map = &self.inner.map;
         let answers = map.lookup_all(keys).await;
         if answers.iter().all(Option::is_some) {
@@ -357,7 +404,7 @@ impl<F: Fetcher> BatchFetcher<F> {
         writer: &mut Writer<'_, F::Key, F::Value, F::Error>,
         key: &F::Key,
         lead: bool,
-    ) -> (Answer<F>, Option<Lead<FetchRunner<F>>>) {
+    ) -> Queued<F> {
         let counters = &self.inner.counters;
         let claim = match writer.claim(key) {
             Ok(known) => return (self.counted(known), None),
@@ -392,8 +439,8 @@ impl<F: Fetcher> BatchFetcher<F> {
     fn counted(&self, known: Answer<F>) -> Answer<F> {
         let counters = &self.inner.counters;
         match &known {
-            Known::Done(_) => Counters::add(&counters.cache_hits, 1),
-            Known::Join(_) => Counters::add(&counters.joins, 1),
+            Known::Done(_) => counters.hit(),
+            Known::Join(_) => counters.join(),
         }
         known
     }
