@@ -301,26 +301,8 @@ async fn joins_the_fetch_in_flight_with(rt: Rt, cache: bool) {
 #[cfg(all(feature = "smol", not(target_arch = "wasm32")))]
 #[test]
 fn the_load_future_stays_small() {
-    use anybatch::{BatchFetcher, Fetcher, Values};
-
-    struct Doubles;
-
-    impl Fetcher for Doubles {
-        type Key = u64;
-        type Value = u64;
-        type Error = std::convert::Infallible;
-
-        async fn fetch(
-            &self,
-            keys: &[u64],
-            values: &mut Values<u64, u64>,
-        ) -> Result<(), Self::Error> {
-            values.extend(keys.iter().map(|&key| (key, key * 2)));
-            Ok(())
-        }
-    }
-
-    let loader = BatchFetcher::builder(Doubles).build().unwrap();
+    let (fetcher, _probe) = TestFetcher::new();
+    let loader = anybatch::BatchFetcher::builder(fetcher).build().unwrap();
     let load = loader.load(1);
     let size = std::mem::size_of_val(&load);
     assert!(size <= 192, "the load future takes {size} bytes");

@@ -73,28 +73,10 @@ runtime_tests! {
 #[cfg(all(feature = "smol", not(target_arch = "wasm32")))]
 #[test]
 fn hits_from_many_threads_are_counted_exactly() {
-    use anybatch::{BatchFetcher, Fetcher, Values};
-
-    struct Doubles;
-
-    impl Fetcher for Doubles {
-        type Key = u64;
-        type Value = u64;
-        type Error = std::convert::Infallible;
-
-        async fn fetch(
-            &self,
-            keys: &[u64],
-            values: &mut Values<u64, u64>,
-        ) -> Result<(), Self::Error> {
-            values.extend(keys.iter().map(|&key| (key, key * 2)));
-            Ok(())
-        }
-    }
-
     const THREADS: u64 = 40;
     const HITS: u64 = 2_000;
-    let loader = BatchFetcher::builder(Doubles).build().unwrap();
+    let (fetcher, _probe) = TestFetcher::new();
+    let loader = anybatch::BatchFetcher::builder(fetcher).build().unwrap();
     let keys: Vec<u64> = (0..100).collect();
     smol::block_on(loader.load_many(&keys)).unwrap();
     let barrier = std::sync::Arc::new(std::sync::Barrier::new(THREADS as usize));
@@ -109,7 +91,10 @@ fn hits_from_many_threads_are_counted_exactly() {
                 }
                 barrier.wait();
                 for hit in 0..HITS {
-                    assert_eq!(smol::block_on(loader.load(hit % 100)), Ok(hit % 100 * 2));
+                    assert_eq!(
+                        smol::block_on(loader.load(hit % 100)),
+                        Ok(value_of(hit % 100))
+                    );
                 }
             })
         })
