@@ -12,9 +12,9 @@
 //! that churn threads keep getting exclusive shards. `add` never enrolls:
 //! any call on its path, even a cold one, made the compiler spill the hit's
 //! answer to the stack around it, costing more than the `lock xadd` saved.
-//! Loaders enroll on their slow paths (a miss, `load_many`, `prime`), so a thread
-//! that loads enrolls before its hits add up; until then it adds to the
-//! shared slot.
+//! Loaders enroll on their slow paths (a miss, `load_many`, `prime`) and
+//! when a thread runs a batch, so the workers of a runtime enroll before
+//! their hits add up; until then a thread adds to the shared slot.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};

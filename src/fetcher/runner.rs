@@ -38,6 +38,9 @@ impl<F: Fetcher> RunBatch for FetchRunner<F> {
     type Item = Ticket<F>;
 
     async fn run(self: Arc<Self>, batch: Vec<Ticket<F>>, span: BatchSpan) {
+        // Worker threads that run batches get their own hit-counter shard
+        // here, even if they only ever hit afterwards (see `hot_counter`).
+        crate::hot_counter::enroll();
         let id = self.batches.fetch_add(1, Ordering::Relaxed) + 1;
         let (keys, resolvers): (Vec<F::Key>, Vec<_>) = batch.into_iter().unzip();
         self.map.start_batch(id, &resolvers).await;
