@@ -102,8 +102,8 @@
 //!
 //! # Runtimes
 //! anybatch needs no particular runtime: the collector and the fetches are
-//! started through a [`Spawner`]. Timers come from `futures-timer` and queues
-//! from `async-channel`.
+//! started through a [`Spawner`]. Timers come from `futures-timer`, the close
+//! and shutdown signals from `async-channel`.
 //!
 //! # Features
 //! - `smol` (default): [`SmolSpawner`], the default spawner on native targets.
