@@ -70,7 +70,9 @@ runtime_tests! {
 
 /// Hits and joins from more threads than the counters have shards (each
 /// thread's own, and the shared one) add up exactly.
-#[cfg(all(feature = "smol", not(target_arch = "wasm32")))]
+// Native only: it spawns OS threads.
+#[cfg(not(target_arch = "wasm32"))]
+#[cfg(feature = "smol")]
 #[test]
 fn hits_from_many_threads_are_counted_exactly() {
     const THREADS: u64 = 40;
