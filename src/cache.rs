@@ -296,18 +296,9 @@ where
                 Some(default) => Ok(default.value_for(key)),
                 None => Err(LoadError::NotFound),
             };
-            // Taken out and put back if it is another fetch's: one lookup,
-            // and no assumption that a key hashes the same way twice.
-            match entries.in_flight.remove_entry(key) {
-                Some((key, pending)) if owned_by(&pending, batch) => {
-                    entries.settle(key, &pending, outcome);
-                }
-                other => {
-                    if let Some((key, pending)) = other {
-                        entries.in_flight.insert(key, pending);
-                    }
-                    resolver.answer(outcome);
-                }
+            match entries.take_owned(key, batch) {
+                Some((key, pending)) => entries.settle(key, &pending, outcome),
+                None => resolver.answer(outcome),
             }
         }
         entries.shrink_in_flight();
@@ -325,13 +316,7 @@ where
     ) {
         let mut entries = self.write().await;
         for (key, resolver) in keys.iter().zip(resolvers) {
-            if entries
-                .in_flight
-                .get(key)
-                .is_some_and(|pending| owned_by(pending, batch))
-            {
-                entries.in_flight.remove(key);
-            }
+            entries.take_owned(key, batch);
             resolver.answer(Err(error.clone()));
         }
         entries.shrink_in_flight();
@@ -362,6 +347,18 @@ where
             // dropped unanswered): the key is unknown, fetch it again.
             _ => None,
         }
+    }
+
+    /// Takes the in-flight entry of `key` out if batch `batch` carries it.
+    /// Taken out and put back if it is another fetch's: one lookup, and no
+    /// assumption that a key hashes the same way twice.
+    fn take_owned(&mut self, key: &K, batch: u64) -> Option<(K, Pending<V, E>)> {
+        let (key, pending) = self.in_flight.remove_entry(key)?;
+        if owned_by(&pending, batch) {
+            return Some((key, pending));
+        }
+        self.in_flight.insert(key, pending);
+        None
     }
 
     /// Gives back the memory of a burst of keys once it is answered.

@@ -114,8 +114,11 @@ impl<T> Backlog<T> {
     }
 
     /// Moves queued items into `batch`, oldest first, until it holds `cap`.
-    pub(crate) fn fill(&self, batch: &mut Vec<T>, cap: usize) {
+    /// Returns whether the queue was closed, seen under the same lock: if
+    /// it was and nothing was taken, it is drained for good.
+    pub(crate) fn fill(&self, batch: &mut Vec<T>, cap: usize) -> bool {
         let mut state = self.lock();
+        let closed = state.closed;
         let taken = cap.saturating_sub(batch.len()).min(state.items.len());
         batch.extend(state.items.drain(..taken));
         if state.items.is_empty() && state.items.capacity() > KEPT_CAPACITY {
@@ -125,6 +128,7 @@ impl<T> Backlog<T> {
         if let Some(room) = &self.room {
             room.add_permits(taken);
         }
+        closed
     }
 
     /// Takes everything still queued.

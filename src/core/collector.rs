@@ -61,9 +61,8 @@ impl<R: RunBatch> Collector<R> {
         let cap = limits.max_batch_size;
         while batch.is_empty() {
             self.queued.ready(1).await;
-            self.queued.fill(batch, cap);
             // Empty: closed and drained, or a leading caller took the items.
-            if batch.is_empty() && self.queued.is_closed() {
+            if self.queued.fill(batch, cap) && batch.is_empty() {
                 return false;
             }
         }
@@ -73,8 +72,8 @@ impl<R: RunBatch> Collector<R> {
         // Started once, at the first item: later items never push it back.
         let mut deadline = Delay::new(limits.max_delay);
         loop {
-            self.queued.fill(batch, cap);
-            if batch.len() >= cap || self.queued.is_closed() {
+            let closed = self.queued.fill(batch, cap);
+            if batch.len() >= cap || closed {
                 return true;
             }
             // Sleeps until the rest of a batch is queued, not per item.

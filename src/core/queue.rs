@@ -70,7 +70,10 @@ impl<R: RunBatch> Queue<R> {
     /// still answered.
     pub(crate) fn try_lead(&self, item: R::Item) -> Result<Lead<R>, R::Item> {
         let dispatch = &self.dispatch;
-        if !dispatch.limits.max_delay.is_zero() || !self.items.is_idle() {
+        // A caller already leading is seen without the queue's lock: in a
+        // burst, the loads that join its batch then lock the queue once.
+        let leading = || dispatch.leading.load(Ordering::Relaxed);
+        if !dispatch.limits.max_delay.is_zero() || leading() || !self.items.is_idle() {
             return Err(item);
         }
         if dispatch.leading.swap(true, Ordering::AcqRel) {

@@ -246,10 +246,15 @@ impl<F: GroupFetcher> Clone for GroupedBatchFetcher<F> {
 
 impl<F: GroupFetcher> fmt::Debug for GroupedBatchFetcher<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // One read, released before writing: `f` may be slow.
+        let (groups, closed) = {
+            let groups = self.read();
+            (groups.loaders.len(), groups.closed)
+        };
         f.debug_struct("GroupedBatchFetcher")
             .field("label", &self.label())
-            .field("groups", &self.groups())
-            .field("closed", &self.is_closed())
+            .field("groups", &groups)
+            .field("closed", &closed)
             .finish_non_exhaustive()
     }
 }
