@@ -19,8 +19,9 @@ pub(crate) const DEFAULT_MAX_DELAY: Duration = Duration::from_millis(1);
 pub(crate) const DEFAULT_MAX_IN_FLIGHT: usize = 10;
 /// A batching window this long is a mistake, and timers would overflow.
 const MAX_DELAY_LIMIT: Duration = Duration::from_secs(3600);
-/// A bounded queue allocates all its slots when built: beyond this, a typo
-/// would abort the process (or overflow) instead of returning an error.
+/// A bound this large is more likely a typo than a plan, and the queue's
+/// room count needs headroom: closing adds a huge number of places to
+/// release every waiting pusher (see `core::backlog`).
 const MAX_QUEUED_LIMIT: usize = 1 << 20;
 
 /// The builder methods every kind of loader shares, written once: `$item`
@@ -145,7 +146,7 @@ impl Settings {
         {
             return Err(BuildError::InvalidSetting {
                 setting: "max_queued",
-                reason: "must be at most 1048576 (its slots are allocated up front)",
+                reason: "must be at most 1048576",
             });
         }
         let spawner = match &self.spawner {

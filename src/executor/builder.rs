@@ -49,8 +49,8 @@ impl<X: Executor> ExecutorBuilder<X> {
     shared_settings!("value", "execute call");
 
     /// The most values waiting for a batch (default: unbounded; when set, at
-    /// least 1 and at most 1,048,576, since the queue's slots are allocated
-    /// when the executor is built). Beyond it `execute` and `submit` wait
+    /// least 1 and at most 1,048,576; the queue grows as values arrive).
+    /// Beyond it `execute` and `submit` wait
     /// for room and `try_submit` returns
     /// [`SubmitError::Full`](crate::SubmitError::Full).
     pub fn max_queued(mut self, values: usize) -> Self {
