@@ -10,7 +10,7 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::future::Future;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -26,51 +26,33 @@ const STEP: Duration = Duration::from_secs(10);
 /// The key (or value) whose batch stalls until the test releases it.
 const STALLS: u64 = 1;
 
-/// Keeps the loader's tasks countable: every task it spawns is alive from
-/// `spawn` until the runtime drops it.
+/// Runs the loader's tasks on `rt`, keeping them countable.
 #[derive(Clone)]
 struct Counting {
     rt: Rt,
-    live: Arc<AtomicUsize>,
-}
-
-struct Alive(Arc<AtomicUsize>);
-
-impl Drop for Alive {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
+    live: LiveTasks,
 }
 
 impl Counting {
     fn new(rt: &Rt) -> Self {
         Self {
             rt: rt.clone(),
-            live: Arc::default(),
+            live: LiveTasks::default(),
         }
     }
 
     fn live(&self) -> usize {
-        self.live.load(Ordering::SeqCst)
+        self.live.count()
     }
 
     async fn wait_all_ended(&self, what: &str) {
-        let live = self.live.clone();
-        eventually(STEP, what, move || live.load(Ordering::SeqCst) == 0).await;
+        eventually(STEP, what, || self.live() == 0).await;
     }
 }
 
 impl Spawner for Counting {
     fn spawn(&self, future: BoxFuture) {
-        self.live.fetch_add(1, Ordering::SeqCst);
-        let alive = Alive(self.live.clone());
-        Spawner::spawn(
-            &self.rt,
-            Box::pin(async move {
-                let _alive = alive;
-                future.await
-            }),
-        );
+        Spawner::spawn(&self.rt, self.live.track(future));
     }
 }
 
@@ -97,6 +79,18 @@ impl Watch {
             .await
             .expect("fetcher alive")
     }
+
+    /// Spawns `call` (a load or execute of [`STALLS`]) and returns once its
+    /// batch has started and stalls.
+    async fn stall<T: Send + 'static>(
+        &self,
+        rt: &Rt,
+        call: impl Future<Output = T> + Send + 'static,
+    ) -> JoinHandle<T> {
+        let stalled = rt.spawn(call);
+        assert_eq!(self.started().await, [STALLS]);
+        stalled
+    }
 }
 
 fn stalling() -> (Stalling, Watch, Release) {
@@ -113,6 +107,38 @@ fn stalling() -> (Stalling, Watch, Release) {
         _alive: alive,
     };
     (fetcher, watch, Release { _sender: release })
+}
+
+/// A loader over `fetcher` on `spawner` that dispatches at once.
+fn build_loader(
+    fetcher: Stalling,
+    spawner: impl Spawner,
+    max_batch_size: usize,
+    max_in_flight: usize,
+) -> BatchFetcher<Stalling> {
+    BatchFetcher::builder(fetcher)
+        .max_batch_size(max_batch_size)
+        .max_in_flight(max_in_flight)
+        .max_delay(Duration::ZERO)
+        .spawner(spawner)
+        .build()
+        .unwrap()
+}
+
+/// An executor over `executor` on `spawner` that dispatches at once.
+fn build_executor(
+    executor: Stalling,
+    spawner: impl Spawner,
+    max_batch_size: usize,
+    max_in_flight: usize,
+) -> BatchExecutor<Stalling> {
+    BatchExecutor::builder(executor)
+        .max_batch_size(max_batch_size)
+        .max_in_flight(max_in_flight)
+        .max_delay(Duration::ZERO)
+        .spawner(spawner)
+        .build()
+        .unwrap()
 }
 
 impl Stalling {
@@ -152,18 +178,11 @@ runtime_tests! {
     /// and answered meanwhile. Its own callers are answered once released.
     async fn stalled_fetch_does_not_hold_up_other_batches(rt: Rt) {
         let (fetcher, watch, release) = stalling();
-        let loader = BatchFetcher::builder(fetcher)
-            .max_batch_size(1)
-            .max_in_flight(3)
-            .max_delay(Duration::ZERO)
-            .spawner(rt.spawner())
-            .build()
-            .unwrap();
+        let loader = build_loader(fetcher, rt.spawner(), 1, 3);
         let stalled = {
             let loader = loader.clone();
-            rt.spawn(async move { loader.load(STALLS).await })
+            watch.stall(&rt, async move { loader.load(STALLS).await }).await
         };
-        assert_eq!(watch.started().await, [STALLS]);
         for round in 0..20 {
             let keys = [10 + round, 100 + round];
             let values = within(STEP, "loads beside a stalled fetch", loader.load_many(&keys)).await;
@@ -176,18 +195,11 @@ runtime_tests! {
     /// The same for the executor: one stalled batch, the others run.
     async fn stalled_execute_does_not_hold_up_other_batches(rt: Rt) {
         let (executor, watch, release) = stalling();
-        let executor = BatchExecutor::builder(executor)
-            .max_batch_size(1)
-            .max_in_flight(2)
-            .max_delay(Duration::ZERO)
-            .spawner(rt.spawner())
-            .build()
-            .unwrap();
+        let executor = build_executor(executor, rt.spawner(), 1, 2);
         let stalled = {
             let executor = executor.clone();
-            rt.spawn(async move { executor.execute(STALLS).await })
+            watch.stall(&rt, async move { executor.execute(STALLS).await }).await
         };
-        assert_eq!(watch.started().await, [STALLS]);
         for value in 10..30 {
             let output = within(STEP, "an execute beside a stalled one", executor.execute(value)).await;
             assert_eq!(output, Ok(value * 10));
@@ -202,18 +214,11 @@ runtime_tests! {
     async fn dropping_every_handle_mid_stall_leaves_no_task(rt: Rt) {
         let (fetcher, watch, release) = stalling();
         let spawner = Counting::new(&rt);
-        let loader = BatchFetcher::builder(fetcher)
-            .max_batch_size(4)
-            .max_in_flight(1)
-            .max_delay(Duration::ZERO)
-            .spawner(spawner.clone())
-            .build()
-            .unwrap();
+        let loader = build_loader(fetcher, spawner.clone(), 4, 1);
         let stalled = {
             let loader = loader.clone();
-            rt.spawn(async move { loader.load(STALLS).await })
+            watch.stall(&rt, async move { loader.load(STALLS).await }).await
         };
-        assert_eq!(watch.started().await, [STALLS]);
         let queued: Vec<_> = (2..=5)
             .map(|key| {
                 let loader = loader.clone();
@@ -237,16 +242,11 @@ runtime_tests! {
     async fn close_mid_stall_leaves_no_task(rt: Rt) {
         let (fetcher, watch, release) = stalling();
         let spawner = Counting::new(&rt);
-        let loader = BatchFetcher::builder(fetcher)
-            .max_delay(Duration::ZERO)
-            .spawner(spawner.clone())
-            .build()
-            .unwrap();
+        let loader = build_loader(fetcher, spawner.clone(), 100, 10);
         let stalled = {
             let loader = loader.clone();
-            rt.spawn(async move { loader.load(STALLS).await })
+            watch.stall(&rt, async move { loader.load(STALLS).await }).await
         };
-        assert_eq!(watch.started().await, [STALLS]);
         let mut close = Box::pin(loader.close());
         assert_pending(&mut close, "close returned while a fetch stalled").await;
         drop(release);
@@ -267,18 +267,11 @@ runtime_tests! {
     async fn shutdown_now_mid_stall_leaves_no_task(rt: Rt) {
         let (executor, watch, release) = stalling();
         let spawner = Counting::new(&rt);
-        let executor = BatchExecutor::builder(executor)
-            .max_batch_size(2)
-            .max_in_flight(1)
-            .max_delay(Duration::ZERO)
-            .spawner(spawner.clone())
-            .build()
-            .unwrap();
+        let executor = build_executor(executor, spawner.clone(), 2, 1);
         let stalled = {
             let executor = executor.clone();
-            rt.spawn(async move { executor.execute(STALLS).await })
+            watch.stall(&rt, async move { executor.execute(STALLS).await }).await
         };
-        assert_eq!(watch.started().await, [STALLS]);
         let waiting = {
             let executor = executor.clone();
             rt.spawn_polled(async move { executor.execute(7).await }).await

@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use anybatch::{BatchFetcher, BoxFuture, Fetcher, LoadError, Values};
 use common::quiet_panics::{silence_scripted_panics, SCRIPTED};
+use common::LiveTasks;
 use futures::channel::oneshot;
 use futures::executor::LocalPool;
 use futures::future::RemoteHandle;
@@ -371,6 +372,20 @@ struct Model {
 }
 
 impl Model {
+    /// Nothing known yet, for a loader with these settings.
+    fn new(max_batch_size: usize, max_in_flight: usize, keep: bool) -> Self {
+        Model {
+            standing: vec![Standing::Unknown; usize::from(KEYS)],
+            keep,
+            closed: false,
+            max_batch_size,
+            max_in_flight,
+            running: 0,
+            answers: HashMap::new(),
+            keys_of: HashMap::new(),
+        }
+    }
+
     /// What a load of `key` issued now must receive, updating the map as
     /// the loader does.
     fn issue(&mut self, key: u8) -> Expect {
@@ -533,19 +548,10 @@ impl Model {
 // The driver
 // ---------------------------------------------------------------------------
 
-/// Counts the loader's tasks that are still alive (spawned, not dropped).
-struct Counted(Arc<AtomicUsize>);
-
-impl Drop for Counted {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
 struct Driver {
     pool: LocalPool,
     spawned: mpsc::Receiver<BoxFuture>,
-    live_tasks: Arc<AtomicUsize>,
+    live_tasks: LiveTasks,
     loader: Option<BatchFetcher<ScriptedFetcher>>,
     shared: Arc<Shared>,
     fetcher_alive: Weak<()>,
@@ -559,17 +565,11 @@ struct Driver {
 impl Driver {
     fn new(case: &Case) -> Self {
         let (to_pool, spawned) = mpsc::channel::<BoxFuture>();
-        let live_tasks = Arc::new(AtomicUsize::new(0));
+        let live_tasks = LiveTasks::default();
         let counter = live_tasks.clone();
         let spawner = move |task: BoxFuture| {
-            counter.fetch_add(1, Ordering::SeqCst);
-            let guard = Counted(counter.clone());
-            let task: BoxFuture = Box::pin(async move {
-                let _guard = guard;
-                task.await
-            });
             // A closed pool drops the task, which answers its callers.
-            let _ = to_pool.send(task);
+            let _ = to_pool.send(counter.track(task));
         };
         let shared = Arc::new(Shared {
             script: case.script.clone(),
@@ -603,16 +603,7 @@ impl Driver {
             shared,
             fetcher_alive,
             seen_events: 0,
-            model: Model {
-                standing: vec![Standing::Unknown; usize::from(KEYS)],
-                keep: case.cache,
-                closed: false,
-                max_batch_size: case.max_batch_size,
-                max_in_flight: case.max_in_flight,
-                running: 0,
-                answers: HashMap::new(),
-                keys_of: HashMap::new(),
-            },
+            model: Model::new(case.max_batch_size, case.max_in_flight, case.cache),
             calls: Vec::new(),
             results: Rc::default(),
             closes: Vec::new(),
@@ -806,7 +797,7 @@ impl Driver {
         if self.fetcher_alive.strong_count() != 0 {
             return Err("the fetcher outlived the closed, dropped loader".into());
         }
-        let live = self.live_tasks.load(Ordering::SeqCst);
+        let live = self.live_tasks.count();
         if live != 0 {
             return Err(format!("{live} loader tasks still alive after close"));
         }
@@ -922,16 +913,8 @@ fn loader_matches_the_model() {
 /// remembered key again would be caught.
 #[test]
 fn model_rejects_a_refetch_of_a_remembered_key() {
-    let mut model = Model {
-        standing: vec![Standing::Known(Known::Value(1)); usize::from(KEYS)],
-        keep: true,
-        closed: false,
-        max_batch_size: 4,
-        max_in_flight: 1,
-        running: 0,
-        answers: HashMap::new(),
-        keys_of: HashMap::new(),
-    };
+    let mut model = Model::new(4, 1, true);
+    model.standing = vec![Standing::Known(Known::Value(1)); usize::from(KEYS)];
     assert!(model.start(1, &[0], &mut []).is_err());
     model.standing[1] = Standing::Queued;
     assert!(model.start(2, &[1, 1], &mut []).is_err(), "a repeated key");

@@ -77,6 +77,12 @@ where
     common::run_tokio_within(HANG_LIMIT, body);
 }
 
+/// Fails if `found` holds anything, naming how many and the first few.
+fn assert_none<T: std::fmt::Debug>(found: &[T], what: &str) {
+    let shown = &found[..found.len().min(5)];
+    assert!(found.is_empty(), "{} {what}, first: {shown:?}", found.len());
+}
+
 // ---------------------------------------------------------------------------
 // Loads
 // ---------------------------------------------------------------------------
@@ -122,8 +128,6 @@ struct Tally {
     clears: u64,
     primes: u64,
     dropped: u64,
-    /// Operations run: loads, clears and primes.
-    done: u64,
 }
 
 async fn load_task(loader: BatchFetcher<Doubler>, seed: u64, ops: u64, clears: bool) -> Tally {
@@ -131,7 +135,6 @@ async fn load_task(loader: BatchFetcher<Doubler>, seed: u64, ops: u64, clears: b
     let mut tally = Tally::default();
     let mut done = 0;
     while done < ops {
-        tally.done = done;
         match rng.below(1_000) {
             // Per step, 10%: forget a key; 0.5%: forget everything.
             0..=99 if clears => {
@@ -194,7 +197,6 @@ async fn load_task(loader: BatchFetcher<Doubler>, seed: u64, ops: u64, clears: b
             }
         }
     }
-    tally.done = done;
     tally
 }
 
@@ -223,7 +225,6 @@ async fn stress_loads(rt: Rt, max_delay: Duration, clears: bool) {
     loader.close().await;
 
     let loads: u64 = tallies.iter().map(|t| t.loads).sum();
-    let done: u64 = tallies.iter().map(|t| t.done).sum();
     let answers: u64 = tallies.iter().map(|t| t.answers).sum();
     let wrong: Vec<_> = tallies.iter().flat_map(|t| t.wrong.iter()).collect();
     let fetched: Vec<u64> = seen
@@ -249,20 +250,11 @@ async fn stress_loads(rt: Rt, max_delay: Duration, clears: bool) {
         stats.cache_hits,
         stats.joins,
     );
-    let shown = &wrong[..wrong.len().min(5)];
-    assert!(
-        wrong.is_empty(),
-        "{} wrong answers, first: {shown:?}",
-        wrong.len()
-    );
+    assert_none(&wrong, "wrong answers");
     assert_eq!(answers, loads, "every load answered exactly once");
-    assert!(done >= TASKS * ops, "each task ran its operations");
-    let bad = seen.bad_batches.lock().unwrap();
-    let shown = &bad[..bad.len().min(3)];
-    assert!(
-        bad.is_empty(),
-        "{} batches over the cap or with a repeated key, first: {shown:?}",
-        bad.len()
+    assert_none(
+        &seen.bad_batches.lock().unwrap(),
+        "batches over the cap or with a repeated key",
     );
     assert_eq!(stats.batches, seen.batches.load(Ordering::Relaxed));
     assert_eq!(
@@ -273,10 +265,7 @@ async fn stress_loads(rt: Rt, max_delay: Duration, clears: bool) {
         let twice: Vec<_> = (0..KEY_SPACE)
             .filter(|&k| fetched[k as usize] > 1)
             .collect();
-        assert!(
-            twice.is_empty(),
-            "fetched more than once with no clear: {twice:?}"
-        );
+        assert_none(&twice, "keys fetched more than once with no clear");
     }
 }
 
@@ -381,20 +370,9 @@ async fn stress_executes(rt: Rt) {
         stats.mean_batch_size,
         stats.largest_batch,
     );
-    let shown = &wrong[..wrong.len().min(5)];
-    assert!(
-        wrong.is_empty(),
-        "{} wrong outputs, first: {shown:?}",
-        wrong.len()
-    );
-    let not_once: Vec<_> = (0..counts.len())
-        .filter(|&v| counts[v] != 1)
-        .take(10)
-        .collect();
-    assert!(
-        not_once.is_empty(),
-        "values not run exactly once: {not_once:?}"
-    );
+    assert_none(&wrong, "wrong outputs");
+    let not_once: Vec<_> = (0..counts.len()).filter(|&v| counts[v] != 1).collect();
+    assert_none(&not_once, "values not run exactly once");
     assert!(stats.largest_batch <= MAX_BATCH_SIZE as u64);
 }
 

@@ -11,23 +11,10 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use anybatch::{BatchExecutor, BatchFetcher, Executor, Fetcher, LoadError, Values};
-use common::js_sleep;
+use common::{js_sleep, run_wasm};
 use futures::future::join_all;
 use wasm_bindgen::JsValue;
 use wasm_bindgen_test::wasm_bindgen_test as test;
-
-/// Fails a test that has not finished after `HANG_LIMIT_MS`: a hang
-/// detector on JavaScript's own timer, independent of futures-timer (which
-/// the delay test checks), so a broken timer fails instead of hanging CI.
-async fn guarded(test: impl std::future::Future<Output = ()>) {
-    const HANG_LIMIT_MS: i32 = 10_000;
-    let hang = js_sleep(HANG_LIMIT_MS);
-    if let futures::future::Either::Right(_) =
-        futures::future::select(Box::pin(test), Box::pin(hang)).await
-    {
-        panic!("test hung for {HANG_LIMIT_MS} ms");
-    }
-}
 
 #[derive(Debug)]
 struct BackendDown;
@@ -79,7 +66,7 @@ fn squares(fetcher: &JsSquares) -> BatchFetcher<JsSquares> {
 
 #[test]
 async fn concurrent_loads_share_one_js_backed_fetch() {
-    guarded(async {
+    run_wasm(|_| async {
         let fetcher = JsSquares::default();
         let loader = squares(&fetcher);
         let values = join_all([3, 4, 3, 5].map(|key| loader.load(key))).await;
@@ -95,11 +82,19 @@ async fn concurrent_loads_share_one_js_backed_fetch() {
 
 #[test]
 async fn a_load_joins_the_fetch_already_running() {
-    guarded(async {
+    run_wasm(|_| async {
         let fetcher = JsSquares::default();
-        let loader = squares(&fetcher);
+        // Without a cache, a load that came too late to join would fetch
+        // again.
+        let loader = BatchFetcher::builder(fetcher.clone())
+            .cache(false)
+            .build()
+            .unwrap();
         let late = async {
-            js_sleep(1).await; // the first fetch is now waiting on its timeout
+            // Until the first fetch runs (it then waits on its timeout).
+            while fetcher.batches.borrow().is_empty() {
+                js_sleep(0).await;
+            }
             loader.load(7).await
         };
         let (first, second) = futures::join!(loader.load(7), late);
@@ -111,7 +106,7 @@ async fn a_load_joins_the_fetch_already_running() {
 
 #[test]
 async fn delay_timers_fire_on_wasm() {
-    guarded(async {
+    run_wasm(|_| async {
         let fetcher = JsSquares::default();
         let loader = BatchFetcher::builder(fetcher.clone())
             .max_delay(Duration::from_millis(20))
@@ -128,7 +123,7 @@ async fn delay_timers_fire_on_wasm() {
 
 #[test]
 async fn errors_and_missing_keys_are_typed() {
-    guarded(async {
+    run_wasm(|_| async {
         let fetcher = JsSquares::default();
         let loader = squares(&fetcher);
         let results = loader.load_each(&[13, 2]).await;
@@ -163,7 +158,7 @@ impl Executor for JsLog {
 
 #[test]
 async fn executor_batches_and_drains_on_close() {
-    guarded(async {
+    run_wasm(|_| async {
         let array = js_sys::Array::new();
         let log = BatchExecutor::builder(JsLog {
             array: array.clone(),

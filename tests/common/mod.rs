@@ -234,6 +234,38 @@ pub async fn join_all<T>(handles: Vec<JoinHandle<T>>) -> Vec<T> {
     futures::future::join_all(handles).await
 }
 
+/// Counts a loader's tasks that are still alive: wrap each task its
+/// spawner is given with [`track`](Self::track).
+#[derive(Clone, Debug, Default)]
+pub struct LiveTasks(Arc<AtomicUsize>);
+
+/// Counts its task as alive until the runtime drops it.
+struct Alive(Arc<AtomicUsize>);
+
+impl Drop for Alive {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl LiveTasks {
+    /// `task`, counted as alive from now until it is dropped (finished or
+    /// not).
+    pub fn track(&self, task: BoxFuture) -> BoxFuture {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        let alive = Alive(self.0.clone());
+        Box::pin(async move {
+            let _alive = alive;
+            task.await
+        })
+    }
+
+    /// How many tracked tasks are alive.
+    pub fn count(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Waiting helpers
 // ---------------------------------------------------------------------------
