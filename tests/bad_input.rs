@@ -70,7 +70,7 @@ fn every_executor_setting_out_of_range_is_named() {
             "max_delay",
         ),
         (build(|b| b.max_queued(0)), "max_queued"),
-        // Its slots are allocated when the executor is built.
+        // Above the limit (1,048,576): refused, not a growing queue.
         (build(|b| b.max_queued(usize::MAX)), "max_queued"),
         (build(|b| b.max_queued(1 << 40)), "max_queued"),
     ];
@@ -86,7 +86,7 @@ fn every_executor_setting_out_of_range_is_named() {
 }
 
 /// The largest value of each setting builds a loader that works: no
-/// overflow (`max_queued`'s largest, 1,048,576, allocates its queue).
+/// overflow (`max_queued`'s largest, 1,048,576, included).
 #[test]
 fn extreme_settings_build_working_loaders() {
     common::run_smol(|rt| async move {
