@@ -196,11 +196,12 @@ fn delivery(pool: &Pool) {
     const ROUNDS: u32 = 20;
     let spawner = SmolSpawner::on(pool.executor.clone());
     let (sink, map) = pool.run(async move {
+        let keys: Vec<u64> = (0..KEYS).collect();
         let (mut sink, mut map) = (Duration::ZERO, Duration::ZERO);
         for _ in 0..ROUNDS {
             let batches = Arc::default();
-            sink += time_load_many(Doubles { batches }, spawner.clone()).await;
-            map += time_load_many(DoublesViaMap, spawner.clone()).await;
+            sink += time_load_many(Doubles { batches }, spawner.clone(), &keys).await;
+            map += time_load_many(DoublesViaMap, spawner.clone(), &keys).await;
         }
         (sink, map)
     });
@@ -213,16 +214,19 @@ fn delivery(pool: &Pool) {
     );
 }
 
-/// How long one `load_many` of keys `0..10_000` takes on a fresh loader.
-async fn time_load_many<F: Fetcher<Key = u64>>(fetcher: F, spawner: SmolSpawner) -> Duration {
+/// How long one `load_many` of `keys` takes on a fresh loader.
+async fn time_load_many<F: Fetcher<Key = u64>>(
+    fetcher: F,
+    spawner: SmolSpawner,
+    keys: &[u64],
+) -> Duration {
     let loader = BatchFetcher::builder(fetcher)
         .max_delay(Duration::ZERO)
         .spawner(spawner)
         .build()
         .unwrap();
-    let keys: Vec<u64> = (0..10_000).collect();
     let started = Instant::now();
-    black_box(loader.load_many(&keys).await.unwrap());
+    black_box(loader.load_many(keys).await.unwrap());
     started.elapsed()
 }
 

@@ -10,11 +10,8 @@
 
 use std::collections::HashMap;
 use std::hint::black_box;
-use std::sync::RwLock;
-use std::time::Instant;
-
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use anybatch::{BatchFetcher, Fetcher, LruStore, TtlStore, Values};
 
@@ -124,7 +121,8 @@ async fn async_lock_floor() -> f64 {
     per_hit(started, hits)
 }
 
-/// Prints one line if its name matches the command line's filter.
+/// The lines to run (the command line's filter) and the first line's figure,
+/// which every line printed is compared with.
 struct Lines {
     filter: Option<String>,
     floor: Option<f64>,

@@ -9,6 +9,9 @@ use std::sync::Arc;
 
 use anybatch::{BatchFetcher, Fetcher, TokioSpawner, Values};
 
+const REQUESTS: u32 = 1_000;
+const USERS: u32 = 200;
+
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Role {
     Admin,
@@ -60,12 +63,11 @@ fn main() {
         .label("roles")
         .build()
         .unwrap();
-        // 1,000 requests from 200 distinct users.
-        let handlers: Vec<_> = (0..1_000u32)
+        let handlers: Vec<_> = (0..REQUESTS)
             .map(|request| {
                 let roles = roles.clone();
                 tokio::spawn(async move {
-                    let user = request % 200;
+                    let user = request % USERS;
                     (user, roles.load(user).await.unwrap())
                 })
             })
@@ -82,13 +84,13 @@ fn main() {
     });
     let calls = calls.load(Ordering::Relaxed);
     println!(
-        "1000 requests, 200 users, {} admins, {calls} directory calls for {} users",
+        "{REQUESTS} requests from {USERS} users, {} admins, {calls} directory calls for {} users",
         admins.len(),
         stats.queued
     );
     assert_eq!(admins.len(), 4, "users 0, 50, 100, 150 are admins");
     // How many calls depends on how the 1 ms windows fall on a busy machine;
     // that each user is looked up exactly once does not.
-    assert_eq!(stats.queued, 200, "each of the 200 users looked up once");
+    assert_eq!(stats.queued, USERS.into(), "each user looked up once");
     assert!(calls >= 2, "200 users need at least two batches of 100");
 }
