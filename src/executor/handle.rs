@@ -52,6 +52,14 @@ struct Inner<X: Executor> {
 
 type Output<X> = Result<<X as Executor>::Output, ExecuteError<<X as Executor>::Error>>;
 
+/// What [`BatchExecutor::execute`] awaits before its reply: nothing, or one
+/// of its boxed slow paths.
+enum Next<L, Q> {
+    Wait,
+    Lead(L),
+    Room(Q),
+}
+
 impl<X: Executor> BatchExecutor<X> {
     /// Starts configuring an executor over `executor`; see [`ExecutorBuilder`]
     /// for the settings and their defaults.
@@ -82,19 +90,32 @@ impl<X: Executor> BatchExecutor<X> {
     /// [`ExecuteError::Closed`] when the executor closed first.
     pub async fn execute(&self, value: X::Value) -> Output<X> {
         let (reply, answer) = oneshot::channel();
-        // On an idle executor with no delay, run the value on this task.
-        let job = match self.inner.queue.try_lead((value, Some(reply))) {
+        // Everything up to the wait is decided before the first await, and
+        // the slow paths (running a lone batch here, waiting for room) are
+        // boxed: across the await the future keeps little more than the
+        // reply, so a burst of `execute` futures stays small to move.
+        let next = match self.inner.queue.try_lead((value, Some(reply))) {
+            // On an idle executor with no delay, run the value on this task.
             Ok(lead) => {
                 self.count_queued();
-                lead.await;
-                return self.answer(answer).await;
+                Next::Lead(Box::new(lead))
             }
-            Err(job) => job,
+            Err(job) => match self.try_enqueue(job) {
+                Ok(true) => Next::Wait,
+                Ok(false) => return Err(ExecuteError::Closed),
+                Err(job) => Next::Room(Box::pin(self.enqueue(job))),
+            },
         };
-        match self.enqueue(job).await {
-            true => self.answer(answer).await,
-            false => Err(ExecuteError::Closed),
+        match next {
+            Next::Wait => {}
+            Next::Lead(lead) => lead.await,
+            Next::Room(queued) => {
+                if !queued.await {
+                    return Err(ExecuteError::Closed);
+                }
+            }
         }
+        self.answer(answer).await
     }
 
     /// Executes every value and returns one result per value, in order. The
@@ -238,26 +259,39 @@ impl<X: Executor> BatchExecutor<X> {
         self.inner.label.as_deref()
     }
 
-    /// Queues `job`; `false` when the executor is closed.
+    /// Queues `job`, waiting for room if need be; `false` when the executor
+    /// is closed.
     async fn enqueue(&self, job: Job<X>) -> bool {
-        // Without waiting when there is room: `execute_many` then queues its
-        // values back to back.
-        let queued = match self.inner.queue.push(job) {
-            Ok(()) => Ok(()),
-            Err(Refused::Full(job)) => self.inner.queue.push_waiting(job).await,
-            Err(Refused::Closed(job)) => Err(job),
-        };
-        match queued {
-            Ok(()) => {
-                self.count_queued();
-                true
-            }
-            Err(_) => {
-                Counters::add(&self.inner.counters.rejected, 1);
-                Counters::add(&self.inner.counters.closed, 1);
-                false
+        match self.try_enqueue(job) {
+            Ok(queued) => queued,
+            Err(job) => {
+                let queued = self.inner.queue.push_waiting(job).await.is_ok();
+                self.counted(queued)
             }
         }
+    }
+
+    /// Queues `job` if there is room now: `Ok(false)` when the executor is
+    /// closed, `Err(job)` back when the queue is full.
+    fn try_enqueue(&self, job: Job<X>) -> Result<bool, Job<X>> {
+        match self.inner.queue.push(job) {
+            Ok(()) => Ok(self.counted(true)),
+            Err(Refused::Full(job)) => Err(job),
+            Err(Refused::Closed(_)) => Ok(self.counted(false)),
+        }
+    }
+
+    /// Counts a value queued (`true`) or refused because the executor is
+    /// closed (`false`), and passes the outcome on.
+    fn counted(&self, queued: bool) -> bool {
+        let counters = &self.inner.counters;
+        if queued {
+            self.count_queued();
+        } else {
+            Counters::add(&counters.rejected, 1);
+            Counters::add(&counters.closed, 1);
+        }
+        queued
     }
 
     async fn answer(&self, reply: oneshot::Receiver<Output<X>>) -> Output<X> {
