@@ -1,20 +1,24 @@
 //! The identity map: for every key, its stored answer (a value, or a
 //! remembered absence) or the promise of the fetch in flight for it.
 //!
-//! Answers live in a [`Store`] (pluggable: bounded, expiring); fetches in
-//! flight live beside it in a map the store never sees, so eviction cannot
-//! break deduplication. Both sit behind one async `RwLock` that is only ever
-//! held for a few map operations, never across a backend call, so a cache hit
-//! never waits for a fetch. Readers try the lock first and only wait (for the
-//! shared lock) when a writer holds or awaits it; only unknown keys take the
-//! write lock.
+//! Answers live in a [`Store`] (pluggable: bounded, expiring) behind an async
+//! `RwLock` that is only ever held for a few map operations, never across a
+//! backend call, so a cache hit never waits for a fetch. Fetches in flight
+//! live beside it in a table the store never sees, so eviction cannot break
+//! deduplication.
+//!
+//! Loads only ever take the shared lock: a hit reads the store; a miss then
+//! joins or claims the key's fetch in the in-flight table, under that
+//! table's own short, synchronous lock. Only answering a batch, `prime` and
+//! `clear` take the exclusive lock, so a miss never holds up hits and a
+//! stored answer and its fetch never change under a reader.
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::hash::Hash;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use async_lock::{RwLock, RwLockWriteGuard};
+use async_lock::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::promise::{promise, Promise, Resolver};
 use crate::store::{Hasher, MapStore, Store};
@@ -38,10 +42,6 @@ pub(crate) type Default<K, V> = Arc<dyn DefaultFor<K, V>>;
 /// What the store keeps per key: `Some(value)`, or `None` for a key the
 /// fetcher did not deliver.
 pub(crate) type BoxStore<K, V> = Box<dyn Store<K, Option<V>>>;
-
-/// The read lock was not free without waiting.
-#[derive(Debug)]
-pub(crate) struct Busy;
 
 /// What a caller of a key eventually gets.
 pub(crate) type Outcome<V, E> = Result<V, LoadError<E>>;
@@ -124,21 +124,34 @@ where
     }
 }
 
-/// Everything under the lock.
-struct Entries<K, V, E> {
-    stored: Stored<K, V>,
-    in_flight: HashMap<K, Pending<V, E>, Hasher>,
-}
-
-/// The map under its write lock, as callers that queue keys see it.
-pub(crate) struct Writer<'a, K, V, E> {
-    entries: RwLockWriteGuard<'a, Entries<K, V, E>>,
-}
+/// Fetches queued or running, by key.
+type InFlight<K, V, E> = HashMap<K, Pending<V, E>, Hasher>;
 
 pub(crate) struct IdentityMap<K, V, E> {
-    entries: RwLock<Entries<K, V, E>>,
+    stored: RwLock<Stored<K, V>>,
+    /// Locked only by a holder of `stored`'s lock (shared or exclusive), so
+    /// that no reader sees a fetch between leaving this table and reaching
+    /// the store.
+    in_flight: Mutex<InFlight<K, V, E>>,
     /// The value of an undelivered key; `None`: it is `NotFound`.
     default: Option<Default<K, V>>,
+}
+
+/// The map under its shared lock, as loads see it. Stored answers are read
+/// at once; the in-flight table is locked on the first key that is not
+/// stored, and stays locked until the reader is dropped, so a caller can
+/// claim and queue keys as one step.
+pub(crate) struct Reader<'a, K, V, E> {
+    /// Declared first so it is released before the shared lock.
+    claims: Option<MutexGuard<'a, InFlight<K, V, E>>>,
+    stored: RwLockReadGuard<'a, Stored<K, V>>,
+    in_flight: &'a Mutex<InFlight<K, V, E>>,
+}
+
+/// The map under its exclusive lock.
+struct Writer<'a, K, V, E> {
+    in_flight: MutexGuard<'a, InFlight<K, V, E>>,
+    stored: RwLockWriteGuard<'a, Stored<K, V>>,
 }
 
 impl<K, V, E> IdentityMap<K, V, E>
@@ -148,103 +161,94 @@ where
 {
     pub(crate) fn new(stored: Stored<K, V>, default: Option<Default<K, V>>) -> Self {
         Self {
-            entries: RwLock::new(Entries {
-                stored,
-                in_flight: HashMap::default(),
-            }),
+            stored: RwLock::new(stored),
+            in_flight: Mutex::new(HashMap::default()),
             default,
         }
     }
 
-    /// Answers from the read lock if it is free right now: a hit, a
-    /// remembered absence, or a join of the fetch in flight; `Ok(None)` for
-    /// an unknown key (the caller then takes the write lock and
-    /// [`claim`](Writer::claim)s). `Err(Busy)` when a writer holds or awaits
-    /// the lock: then [`read_lookup`](Self::read_lookup) waits for it.
-    pub(crate) fn try_lookup(&self, key: &K) -> Result<Option<Known<V, E>>, Busy> {
-        let entries = self.entries.try_read().ok_or(Busy)?;
-        Ok(entries.lookup(key))
+    /// The shared lock if it is free right now; `None` when a writer holds
+    /// or awaits it (then [`read`](Self::read) waits for it).
+    pub(crate) fn try_read(&self) -> Option<Reader<'_, K, V, E>> {
+        let stored = self.stored.try_read()?;
+        Some(self.reader(stored))
     }
 
-    /// [`try_lookup`](Self::try_lookup), waiting for the read lock.
-    pub(crate) async fn read_lookup(&self, key: &K) -> Option<Known<V, E>> {
-        self.entries.read().await.lookup(key)
-    }
-
-    /// Looks up many keys under one read lock (waiting for it if need be).
-    pub(crate) async fn lookup_all(&self, keys: &[K]) -> Vec<Option<Known<V, E>>> {
-        let entries = match self.entries.try_read() {
-            Some(entries) => entries,
-            None => self.entries.read().await,
+    /// The shared lock, without waiting when it is free.
+    pub(crate) async fn read(&self) -> Reader<'_, K, V, E> {
+        let stored = match self.stored.try_read() {
+            Some(stored) => stored,
+            None => self.stored.read().await,
         };
-        keys.iter().map(|key| entries.lookup(key)).collect()
+        self.reader(stored)
+    }
+
+    fn reader<'a>(&'a self, stored: RwLockReadGuard<'a, Stored<K, V>>) -> Reader<'a, K, V, E> {
+        Reader {
+            claims: None,
+            stored,
+            in_flight: &self.in_flight,
+        }
     }
 
     /// How many answers the store holds.
     pub(crate) async fn stored(&self) -> usize {
-        self.entries.read().await.stored.len()
+        self.read().await.stored.len()
     }
 
-    /// Takes the write lock if it is free right now.
-    pub(crate) fn try_writer(&self) -> Option<Writer<'_, K, V, E>> {
-        let entries = self.entries.try_write()?;
-        Some(Writer { entries })
-    }
-
-    /// Takes the write lock, without waiting when it is free.
-    pub(crate) async fn writer(&self) -> Writer<'_, K, V, E> {
+    /// The exclusive lock, without waiting when it is free.
+    async fn write(&self) -> Writer<'_, K, V, E> {
+        let stored = match self.stored.try_write() {
+            Some(stored) => stored,
+            None => self.stored.write().await,
+        };
         Writer {
-            entries: self.write().await,
-        }
-    }
-
-    async fn write(&self) -> RwLockWriteGuard<'_, Entries<K, V, E>> {
-        match self.entries.try_write() {
-            Some(entries) => entries,
-            None => self.entries.write().await,
+            in_flight: lock(&self.in_flight),
+            stored,
         }
     }
 
     /// Stores `value` unless the key is known or in flight; `false` when
     /// nothing was stored (including when the store keeps nothing).
     pub(crate) async fn prime(&self, key: K, value: V) -> bool {
-        let mut entries = self.write().await;
-        if entries.lookup(&key).is_some() {
+        let mut map = self.write().await;
+        let in_flight = map.in_flight.get(&key).is_some_and(is_pending);
+        if in_flight || map.stored.contains(&key) {
             return false;
         }
-        entries.stored.insert(key.clone(), Some(value));
-        entries.stored.contains(&key)
+        map.stored.insert(key.clone(), Some(value));
+        map.stored.contains(&key)
     }
 
     /// Forgets `key`. A fetch already running for it still answers its
     /// callers but is no longer joined or stored; a key still queued stays, as
     /// its fetch has not started and will see the state after this clear.
     pub(crate) async fn clear(&self, key: &K) {
-        let mut entries = self.write().await;
-        entries.stored.remove(key);
-        if entries
+        let mut map = self.write().await;
+        map.stored.remove(key);
+        if map
             .in_flight
             .get(key)
             .is_some_and(|pending| !is_queued(pending))
         {
-            entries.in_flight.remove(key);
+            map.in_flight.remove(key);
         }
     }
 
     /// Forgets every key, as [`clear`](Self::clear) does for one.
     pub(crate) async fn clear_all(&self) {
-        let mut entries = self.write().await;
-        entries.stored.clear();
-        entries.in_flight.retain(|_, pending| is_queued(pending));
+        let mut map = self.write().await;
+        map.stored.clear();
+        map.in_flight.retain(|_, pending| is_queued(pending));
     }
 
     /// Marks the keys of a batch about to be fetched as carried by `batch`.
     /// Done under the lock so that `clear` sees exactly which fetches started;
     /// the shared lock is enough, as only writers read the mark.
     pub(crate) async fn start_batch(&self, batch: u64, resolvers: &[Resolver<Outcome<V, E>>]) {
-        let _entries = match self.entries.try_read() {
-            Some(entries) => entries,
-            None => self.entries.read().await,
+        let _stored = match self.stored.try_read() {
+            Some(stored) => stored,
+            None => self.stored.read().await,
         };
         for resolver in resolvers {
             resolver.assign_batch(batch);
@@ -264,16 +268,16 @@ where
         values: Vec<(K, V)>,
     ) -> u64 {
         let mut missing = 0;
-        let mut entries = self.write().await;
+        let mut map = self.write().await;
         // Values whose entry is not this batch's: a key cleared while in
         // flight (its callers still get the value), or one never asked for.
         // The first value of a key delivered twice counts, as `Values` says.
         let mut unclaimed: HashMap<K, V> = HashMap::new();
         for (key, value) in values {
-            match entries.in_flight.entry(key) {
+            match map.in_flight.entry(key) {
                 Entry::Occupied(entry) if owned_by(entry.get(), batch) => {
                     let (key, pending) = entry.remove_entry();
-                    entries.settle(key, &pending, Ok(value));
+                    map.settle(key, &pending, Ok(value));
                 }
                 Entry::Occupied(entry) => {
                     unclaimed.entry(entry.key().clone()).or_insert(value);
@@ -296,12 +300,12 @@ where
                 Some(default) => Ok(default.value_for(key)),
                 None => Err(LoadError::NotFound),
             };
-            match entries.take_owned(key, batch) {
-                Some((key, pending)) => entries.settle(key, &pending, outcome),
+            match map.take_owned(key, batch) {
+                Some((key, pending)) => map.settle(key, &pending, outcome),
                 None => resolver.answer(outcome),
             }
         }
-        entries.shrink_in_flight();
+        map.shrink_in_flight();
         missing
     }
 
@@ -314,41 +318,74 @@ where
         resolvers: &[Resolver<Outcome<V, E>>],
         error: LoadError<E>,
     ) {
-        let mut entries = self.write().await;
+        let mut map = self.write().await;
         for (key, resolver) in keys.iter().zip(resolvers) {
-            entries.take_owned(key, batch);
+            map.take_owned(key, batch);
             resolver.answer(Err(error.clone()));
         }
-        entries.shrink_in_flight();
+        map.shrink_in_flight();
     }
 }
 
-impl<K, V, E> Entries<K, V, E>
+impl<K, V, E> Reader<'_, K, V, E>
 where
     K: Hash + Eq + Clone + MaybeSend + MaybeSync + 'static,
     V: Clone + MaybeSend + MaybeSync + 'static,
 {
-    fn lookup(&self, key: &K) -> Option<Known<V, E>> {
-        let stored = match &self.stored {
+    /// The stored answer of `key`, if any.
+    pub(crate) fn stored(&self, key: &K) -> Option<Outcome<V, E>> {
+        let stored = match &*self.stored {
             // The default store's hit, with nothing in between.
-            Stored::Map(map) => map
-                .peek(key)
-                .map(|stored| stored.clone().ok_or(LoadError::NotFound)),
-            other => other
-                .get(key)
-                .map(|stored| stored.ok_or(LoadError::NotFound)),
+            Stored::Map(map) => map.peek(key).cloned(),
+            other => other.get(key),
         };
-        if let Some(outcome) = stored {
-            return Some(Known::Done(outcome));
-        }
-        match self.in_flight.get(key) {
-            Some(pending) if !pending.is_settled() => Some(Known::Join(pending.clone())),
+        stored.map(|stored| stored.ok_or(LoadError::NotFound))
+    }
+
+    /// For a key not stored: the fetch in flight to join, or a new in-flight
+    /// entry the caller must queue.
+    pub(crate) fn join_or_claim(&mut self, key: &K) -> Result<Known<V, E>, Claim<V, E>> {
+        let in_flight = self.in_flight();
+        match in_flight.get_mut(key) {
+            Some(pending) if is_pending(pending) => Ok(Known::Join(pending.clone())),
             // A settled promise still in flight was abandoned (its batch was
-            // dropped unanswered): the key is unknown, fetch it again.
-            _ => None,
+            // dropped unanswered): fetch again.
+            Some(abandoned) => {
+                let (resolver, promise) = promise();
+                *abandoned = promise.clone();
+                Err(Claim { resolver, promise })
+            }
+            None => {
+                let (resolver, promise) = promise();
+                in_flight.insert(key.clone(), promise.clone());
+                Err(Claim { resolver, promise })
+            }
         }
     }
 
+    /// Removes the in-flight entry of `key` if it is still `promise`'s (used
+    /// when a claimed key could not be queued, or its batch was abandoned).
+    pub(crate) fn forget(&mut self, key: &K, promise: &Pending<V, E>) {
+        let in_flight = self.in_flight();
+        if in_flight
+            .get(key)
+            .is_some_and(|current| current.same_as(promise))
+        {
+            in_flight.remove(key);
+        }
+    }
+
+    fn in_flight(&mut self) -> &mut InFlight<K, V, E> {
+        let table = self.in_flight;
+        self.claims.get_or_insert_with(|| lock(table))
+    }
+}
+
+impl<K, V, E> Writer<'_, K, V, E>
+where
+    K: Hash + Eq + Clone + MaybeSend + MaybeSync + 'static,
+    V: Clone + MaybeSend + MaybeSync + 'static,
+{
     /// Takes the in-flight entry of `key` out if batch `batch` carries it.
     /// Taken out and put back if it is another fetch's: one lookup, and no
     /// assumption that a key hashes the same way twice.
@@ -380,39 +417,22 @@ where
     }
 }
 
-impl<K, V, E> Writer<'_, K, V, E>
-where
-    K: Hash + Eq + Clone + MaybeSend + MaybeSync + 'static,
-    V: Clone + MaybeSend + MaybeSync + 'static,
-{
-    /// The key's standing, or a new in-flight entry the caller must queue.
-    pub(crate) fn claim(&mut self, key: &K) -> Result<Known<V, E>, Claim<V, E>> {
-        if let Some(known) = self.entries.lookup(key) {
-            return Ok(known);
-        }
-        let (resolver, promise) = promise();
-        self.entries.in_flight.insert(key.clone(), promise.clone());
-        Err(Claim { resolver, promise })
-    }
+/// The in-flight table's lock. A panic under it (a key's `Hash` or `Clone`)
+/// leaves the table usable: every change to it is a single map operation.
+fn lock<T>(table: &Mutex<T>) -> MutexGuard<'_, T> {
+    table.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
-    /// Removes the in-flight entry of `key` if it is still `promise`'s (used
-    /// when a claimed key could not be queued, or its batch was abandoned).
-    pub(crate) fn forget(&mut self, key: &K, promise: &Pending<V, E>) {
-        let in_flight = &mut self.entries.in_flight;
-        if in_flight
-            .get(key)
-            .is_some_and(|current| current.same_as(promise))
-        {
-            in_flight.remove(key);
-        }
-    }
+/// Not yet answered: callers can still join it.
+fn is_pending<V, E>(pending: &Pending<V, E>) -> bool {
+    !pending.is_settled()
 }
 
 /// In flight but not yet handed to the fetcher.
 fn is_queued<V, E>(pending: &Pending<V, E>) -> bool {
-    pending.batch() == 0 && !pending.is_settled()
+    pending.batch() == 0 && is_pending(pending)
 }
 
 fn owned_by<V, E>(pending: &Pending<V, E>, batch: u64) -> bool {
-    pending.batch() == batch && !pending.is_settled()
+    pending.batch() == batch && is_pending(pending)
 }

@@ -5,7 +5,7 @@ use std::sync::{Arc, Weak};
 
 use super::runner::{FetchRunner, Map};
 use super::{Fetcher, FetcherBuilder};
-use crate::cache::{Busy, Known, Outcome, Writer};
+use crate::cache::{Known, Outcome, Reader};
 use crate::core::{Lead, Queue, Refused};
 use crate::promise::Promise;
 use crate::stats::Counters;
@@ -97,46 +97,38 @@ impl<F: Fetcher> BatchFetcher<F> {
     /// [`LoadError::Fetch`] or [`LoadError::Panicked`] when its batch failed,
     /// [`LoadError::Closed`] when the loader closed first.
     pub async fn load(&self, key: F::Key) -> Result<F> {
-        // The hot path: a read lock taken without waiting, no channel. A miss
-        // claims and queues its key under the write lock if that is free
-        // right now. What waits for a lock or runs a batch is boxed, so the
-        // future of every load stays small (`join_all` and spawned tasks
-        // move it); it is built here, before any await, so that nothing
-        // larger than a pointer is kept across one.
-        let next = match self.inner.map.try_lookup(&key) {
-            Ok(Some(Known::Done(outcome))) => {
-                self.inner.counters.hit();
-                return outcome;
-            }
-            Ok(Some(Known::Join(promise))) => {
-                self.inner.counters.join();
-                Next::Wait(promise)
-            }
-            Ok(None) => match self.try_queue(&key) {
-                Some((Known::Done(outcome), _)) => return outcome,
-                Some((Known::Join(promise), None)) => Next::Wait(promise),
-                // The lone load of an idle loader runs its batch here.
-                Some((Known::Join(promise), Some(lead))) => {
-                    Next::Lead(Box::pin(self.lead(&key, lead, promise)))
+        // The hot path: the shared lock taken without waiting, no channel. A
+        // miss joins or claims and queues its key under that same lock. What
+        // waits for the lock or runs a batch is boxed, so the future of every
+        // load stays small (`join_all` and spawned tasks move it); it is
+        // built here, before any await, so that nothing larger than a pointer
+        // is kept across one.
+        let next = match self.inner.map.try_read() {
+            Some(mut reader) => {
+                if let Some(outcome) = reader.stored(&key) {
+                    self.inner.counters.hit();
+                    return outcome;
                 }
-                None => Next::Contended(Box::pin(self.load_contended(&key, false))),
-            },
-            Err(Busy) => Next::Contended(Box::pin(self.load_contended(&key, true))),
+                // Off the hit path, which must not call (see `hot_counter`).
+                crate::hot_counter::enroll();
+                match self.join_or_queue(&mut reader, &key, true) {
+                    (Known::Done(outcome), _) => return outcome,
+                    (Known::Join(promise), None) => Next::Wait(promise),
+                    // The lone load of an idle loader runs its batch here,
+                    // once the lock is released.
+                    (Known::Join(promise), Some(lead)) => {
+                        drop(reader);
+                        Next::Lead(Box::pin(self.lead(&key, lead, promise)))
+                    }
+                }
+            }
+            None => Next::Contended(Box::pin(self.load_contended(&key))),
         };
         match next {
             Next::Wait(promise) => self.wait(&key, promise).await,
             Next::Lead(lead) => lead.await,
             Next::Contended(contended) => contended.await,
         }
-    }
-
-    /// A miss without waiting: claims and queues `key` (or leads its batch)
-    /// if the write lock is free right now, `None` if it is not.
-    fn try_queue(&self, key: &F::Key) -> Option<Queued<F>> {
-        // Off the hit path, which must not call (see `hot_counter`).
-        crate::hot_counter::enroll();
-        let mut writer = self.inner.map.try_writer()?;
-        Some(self.lookup_or_queue(&mut writer, key, true))
     }
 
     /// Runs the batch of a lone key on this task, then answers from it.
@@ -150,24 +142,25 @@ impl<F: Fetcher> BatchFetcher<F> {
         self.wait(key, promise).await
     }
 
-    /// [`load`](Self::load) when the read lock was busy (`busy`), or the key
-    /// is unknown and must be claimed under the write lock.
-    async fn load_contended(&self, key: &F::Key, busy: bool) -> Result<F> {
+    /// [`load`](Self::load) when a writer held or awaited the shared lock.
+    async fn load_contended(&self, key: &F::Key) -> Result<F> {
         // Off the hit path, which must not call (see `hot_counter`).
         crate::hot_counter::enroll();
-        let map = &self.inner.map;
-        let found = match busy {
-            true => map.read_lookup(key).await,
-            false => None,
-        };
-        let answer = match found {
-            Some(known) => self.counted(known),
-            None => {
-                let (answer, lead) = self.lookup_or_queue(&mut map.writer().await, key, true);
-                // Run outside the map's lock: the batch takes it to deliver.
-                if let Some(lead) = lead {
-                    lead.await;
+        let queued = {
+            let mut reader = self.inner.map.read().await;
+            match reader.stored(key) {
+                Some(outcome) => {
+                    self.inner.counters.hit();
+                    return outcome;
                 }
+                None => self.join_or_queue(&mut reader, key, true),
+            }
+        };
+        let answer = match queued {
+            (answer, None) => answer,
+            // Run outside the map's lock: the batch takes it to deliver.
+            (answer, Some(lead)) => {
+                lead.await;
                 answer
             }
         };
@@ -373,40 +366,31 @@ impl<F: Fetcher> BatchFetcher<F> {
         self.inner.label.as_deref()
     }
 
-    /// Answers every key from one read lock when it can, and queues the
-    /// unknown ones under one write lock.
+    /// Answers every key under one shared lock, and claims and queues the
+    /// keys not stored or in flight under one in-flight lock.
     async fn lookup_all(&self, keys: &[F::Key]) -> Vec<Answer<F>> {
         crate::hot_counter::enroll();
-        let map = &self.inner.map;
-        let answers = map.lookup_all(keys).await;
-        if answers.iter().all(Option::is_some) {
-            return answers
-                .into_iter()
-                .flatten()
-                .map(|known| self.counted(known))
-                .collect();
-        }
-        let mut writer = map.writer().await;
-        let answers = keys.iter().zip(answers);
-        answers
-            .map(|(key, known)| match known {
-                Some(known) => self.counted(known),
-                None => self.lookup_or_queue(&mut writer, key, false).0,
+        let mut reader = self.inner.map.read().await;
+        keys.iter()
+            .map(|key| match reader.stored(key) {
+                Some(outcome) => self.counted(Known::Done(outcome)),
+                None => self.join_or_queue(&mut reader, key, false).0,
             })
             .collect()
     }
 
-    /// With the write lock held: the key's answer, or a fetch queued for it.
-    /// With `lead`, a lone key on an idle loader is not queued but returned
-    /// as a batch for the caller to run (see `Queue::try_lead`).
-    fn lookup_or_queue(
+    /// For a key not stored, under the shared lock: joins the fetch in
+    /// flight, or claims the key and queues it. With `lead`, a lone key on an
+    /// idle loader is not queued but returned as a batch for the caller to
+    /// run once the lock is released (see `Queue::try_lead`).
+    fn join_or_queue(
         &self,
-        writer: &mut Writer<'_, F::Key, F::Value, F::Error>,
+        reader: &mut Reader<'_, F::Key, F::Value, F::Error>,
         key: &F::Key,
         lead: bool,
     ) -> Queued<F> {
         let counters = &self.inner.counters;
-        let claim = match writer.claim(key) {
+        let claim = match reader.join_or_claim(key) {
             Ok(known) => return (self.counted(known), None),
             Err(claim) => claim,
         };
@@ -429,7 +413,7 @@ impl<F: Fetcher> BatchFetcher<F> {
             Err(Refused::Closed(_) | Refused::Full(_)) => {
                 Counters::add(&counters.rejected, 1);
                 Counters::add(&counters.closed, 1);
-                writer.forget(key, &claim.promise);
+                reader.forget(key, &claim.promise);
                 (Known::Done(Err(LoadError::Closed)), None)
             }
         }
@@ -464,7 +448,7 @@ impl<F: Fetcher> BatchFetcher<F> {
     #[cold]
     async fn abandoned(&self, key: &F::Key, promise: Promise<Result<F>>) -> Result<F> {
         Counters::add(&self.inner.counters.closed, 1);
-        self.inner.map.writer().await.forget(key, &promise);
+        self.inner.map.read().await.forget(key, &promise);
         Err(LoadError::Closed)
     }
 }
