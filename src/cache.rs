@@ -129,9 +129,9 @@ type InFlight<K, V, E> = HashMap<K, Pending<V, E>, Hasher>;
 
 pub(crate) struct IdentityMap<K, V, E> {
     stored: RwLock<Stored<K, V>>,
-    /// Locked only by a holder of `stored`'s lock (shared or exclusive), so
-    /// that no reader sees a fetch between leaving this table and reaching
-    /// the store.
+    /// Entries are looked up, added and moved only by a holder of `stored`'s
+    /// lock (shared or exclusive) who then locks this, so that no reader sees
+    /// a fetch between leaving this table and reaching the store.
     in_flight: Mutex<InFlight<K, V, E>>,
     /// The value of an undelivered key; `None`: it is `NotFound`.
     default: Option<Default<K, V>>,
@@ -243,13 +243,11 @@ where
     }
 
     /// Marks the keys of a batch about to be fetched as carried by `batch`.
-    /// Done under the lock so that `clear` sees exactly which fetches started;
-    /// the shared lock is enough, as only writers read the mark.
-    pub(crate) async fn start_batch(&self, batch: u64, resolvers: &[Resolver<Outcome<V, E>>]) {
-        let _stored = match self.stored.try_read() {
-            Some(stored) => stored,
-            None => self.stored.read().await,
-        };
+    /// Done under the in-flight lock, which `clear` holds too, so that it sees
+    /// exactly which fetches started. Marking moves no entry, so unlike every
+    /// other use of that lock it needs no hold on the store's lock.
+    pub(crate) fn start_batch(&self, batch: u64, resolvers: &[Resolver<Outcome<V, E>>]) {
+        let _in_flight = lock(&self.in_flight);
         for resolver in resolvers {
             resolver.assign_batch(batch);
         }

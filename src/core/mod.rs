@@ -10,5 +10,5 @@ mod queue;
 mod settings;
 
 pub(crate) use dispatch::Lead;
-pub(crate) use queue::{in_flight_slots, start, Queue, Refused, RunBatch};
+pub(crate) use queue::{in_flight_slots, split_pairs, start, Queue, Refused, RunBatch};
 pub(crate) use settings::{shared_settings, BatchLimits, Settings};

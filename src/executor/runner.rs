@@ -10,7 +10,7 @@ use futures::FutureExt;
 
 use super::Executor;
 use crate::clock::Stopwatch;
-use crate::core::RunBatch;
+use crate::core::{split_pairs, RunBatch};
 use crate::error::panic_message;
 use crate::stats::Counters;
 use crate::trace::BatchSpan;
@@ -61,7 +61,7 @@ impl<X: Executor> RunBatch for ExecuteRunner<X> {
     type Item = Job<X>;
 
     async fn run(self: Arc<Self>, batch: Vec<Job<X>>, span: BatchSpan) {
-        let (values, replies): (Vec<X::Value>, Vec<_>) = batch.into_iter().unzip();
+        let (values, replies) = split_pairs(batch);
         let stopwatch = Stopwatch::start();
         let executed = AssertUnwindSafe(async { self.executor.execute(&values).await })
             .catch_unwind()

@@ -10,7 +10,7 @@ use futures::FutureExt;
 use super::{Fetcher, Values};
 use crate::cache::{IdentityMap, Outcome};
 use crate::clock::Stopwatch;
-use crate::core::RunBatch;
+use crate::core::{split_pairs, RunBatch};
 use crate::error::panic_message;
 use crate::promise::Resolver;
 use crate::stats::Counters;
@@ -42,8 +42,8 @@ impl<F: Fetcher> RunBatch for FetchRunner<F> {
         // here, even if they only ever hit afterwards (see `hot_counter`).
         crate::hot_counter::enroll();
         let id = self.batches.fetch_add(1, Ordering::Relaxed) + 1;
-        let (keys, resolvers): (Vec<F::Key>, Vec<_>) = batch.into_iter().unzip();
-        self.map.start_batch(id, &resolvers).await;
+        let (keys, resolvers) = split_pairs(batch);
+        self.map.start_batch(id, &resolvers);
         let mut values = Values::with_capacity(keys.len());
         let stopwatch = Stopwatch::start();
         // The fetcher's future is created inside the guarded block, so a
