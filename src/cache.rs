@@ -148,6 +148,14 @@ pub(crate) struct Reader<'a, K, V, E> {
     in_flight: &'a Mutex<InFlight<K, V, E>>,
 }
 
+/// What [`IdentityMap::try_lookup`] found.
+pub(crate) enum Lookup<'a, K, V, E> {
+    Stored(Outcome<V, E>),
+    /// Not stored: the shared lock, still held.
+    Missing(Reader<'a, K, V, E>),
+    Busy,
+}
+
 /// The map under its exclusive lock.
 struct Writer<'a, K, V, E> {
     in_flight: MutexGuard<'a, InFlight<K, V, E>>,
@@ -167,11 +175,19 @@ where
         }
     }
 
-    /// The shared lock if it is free right now; `None` when a writer holds
-    /// or awaits it (then [`read`](Self::read) waits for it).
-    pub(crate) fn try_read(&self) -> Option<Reader<'_, K, V, E>> {
-        let stored = self.stored.try_read()?;
-        Some(self.reader(stored))
+    /// The hot path: `key`'s stored answer if the shared lock is free right
+    /// now, else the lock itself for the caller to join or claim the key
+    /// under, or [`Lookup::Busy`] when a writer holds or awaits the lock
+    /// (then [`read`](Self::read) waits for it). A hit releases the lock
+    /// here and returns only the answer.
+    pub(crate) fn try_lookup(&self, key: &K) -> Lookup<'_, K, V, E> {
+        let Some(stored) = self.stored.try_read() else {
+            return Lookup::Busy;
+        };
+        match stored_answer(&stored, key) {
+            Some(outcome) => Lookup::Stored(outcome),
+            None => Lookup::Missing(self.reader(stored)),
+        }
     }
 
     /// The shared lock, without waiting when it is free.
@@ -332,12 +348,7 @@ where
 {
     /// The stored answer of `key`, if any.
     pub(crate) fn stored(&self, key: &K) -> Option<Outcome<V, E>> {
-        let stored = match &*self.stored {
-            // The default store's hit, with nothing in between.
-            Stored::Map(map) => map.peek(key).cloned(),
-            other => other.get(key),
-        };
-        stored.map(|stored| stored.ok_or(LoadError::NotFound))
+        stored_answer(&self.stored, key)
     }
 
     /// For a key not stored: the fetch in flight to join, or a new in-flight
@@ -413,6 +424,20 @@ where
         }
         pending.answer(outcome);
     }
+}
+
+/// The stored answer of `key`, if any.
+fn stored_answer<K, V, E>(stored: &Stored<K, V>, key: &K) -> Option<Outcome<V, E>>
+where
+    K: Hash + Eq + Clone + MaybeSend + MaybeSync + 'static,
+    V: Clone + MaybeSend + MaybeSync + 'static,
+{
+    let stored = match stored {
+        // The default store's hit, with nothing in between.
+        Stored::Map(map) => map.peek(key).cloned(),
+        other => other.get(key),
+    };
+    stored.map(|stored| stored.ok_or(LoadError::NotFound))
 }
 
 /// The in-flight table's lock. A panic under it (a key's `Hash` or `Clone`)

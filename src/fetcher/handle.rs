@@ -5,7 +5,7 @@ use std::sync::{Arc, Weak};
 
 use super::runner::{FetchRunner, Map};
 use super::{Fetcher, FetcherBuilder};
-use crate::cache::{Known, Outcome, Reader};
+use crate::cache::{Known, Lookup, Outcome, Reader};
 use crate::core::{Lead, Queue, Refused};
 use crate::promise::Promise;
 use crate::stats::Counters;
@@ -103,12 +103,12 @@ impl<F: Fetcher> BatchFetcher<F> {
         // load stays small (`join_all` and spawned tasks move it); it is
         // built here, before any await, so that nothing larger than a pointer
         // is kept across one.
-        let next = match self.inner.map.try_read() {
-            Some(mut reader) => {
-                if let Some(outcome) = reader.stored(&key) {
-                    self.inner.counters.hit();
-                    return outcome;
-                }
+        let next = match self.inner.map.try_lookup(&key) {
+            Lookup::Stored(outcome) => {
+                self.inner.counters.hit();
+                return outcome;
+            }
+            Lookup::Missing(mut reader) => {
                 // Off the hit path, which must not call (see `hot_counter`).
                 crate::hot_counter::enroll();
                 match self.join_or_queue(&mut reader, &key, true) {
@@ -122,7 +122,7 @@ impl<F: Fetcher> BatchFetcher<F> {
                     }
                 }
             }
-            None => Next::Contended(Box::pin(self.load_contended(&key))),
+            Lookup::Busy => Next::Contended(Box::pin(self.load_contended(&key))),
         };
         match next {
             Next::Wait(promise) => self.wait(&key, promise).await,
