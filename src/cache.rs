@@ -180,6 +180,7 @@ where
     /// under, or [`Lookup::Busy`] when a writer holds or awaits the lock
     /// (then [`read`](Self::read) waits for it). A hit releases the lock
     /// here and returns only the answer.
+    #[inline]
     pub(crate) fn try_lookup(&self, key: &K) -> Lookup<'_, K, V, E> {
         let Some(stored) = self.stored.try_read() else {
             return Lookup::Busy;
@@ -427,6 +428,7 @@ where
 }
 
 /// The stored answer of `key`, if any.
+#[inline]
 fn stored_answer<K, V, E>(stored: &Stored<K, V>, key: &K) -> Option<Outcome<V, E>>
 where
     K: Hash + Eq + Clone + MaybeSend + MaybeSync + 'static,
