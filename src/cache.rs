@@ -9,9 +9,10 @@
 //!
 //! Loads only ever take the shared lock: a hit reads the store; a miss then
 //! joins or claims the key's fetch in the in-flight table, under that
-//! table's own short, synchronous lock. Only answering a batch, `prime` and
-//! `clear` take the exclusive lock, so a miss never holds up hits and a
-//! stored answer and its fetch never change under a reader.
+//! table's own short, synchronous lock, held for a few keys at most. Only
+//! answering or failing a batch, `prime`, `clear` and `clear_all` take the
+//! exclusive lock, so a miss never holds up hits, and no reader sees a fetch
+//! between leaving the in-flight table and reaching the store.
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
@@ -129,18 +130,19 @@ type InFlight<K, V, E> = HashMap<K, Pending<V, E>, Hasher>;
 
 pub(crate) struct IdentityMap<K, V, E> {
     stored: RwLock<Stored<K, V>>,
-    /// Entries are looked up, added and moved only by a holder of `stored`'s
-    /// lock (shared or exclusive) who then locks this, so that no reader sees
-    /// a fetch between leaving this table and reaching the store.
+    /// Locked only by a holder of `stored`'s lock (shared or exclusive), so
+    /// that no reader sees a fetch between leaving this table and reaching
+    /// the store, and so that a writer, alone under the exclusive lock,
+    /// never waits for it.
     in_flight: Mutex<InFlight<K, V, E>>,
     /// The value of an undelivered key; `None`: it is `NotFound`.
     default: Option<Default<K, V>>,
 }
 
 /// The map under its shared lock, as loads see it. Stored answers are read
-/// at once; the in-flight table is locked on the first key that is not
-/// stored, and stays locked until the reader is dropped, so a caller can
-/// claim and queue keys as one step.
+/// at once; the in-flight table is locked when a key that is not stored is
+/// joined or claimed, and stays locked until [`release`](Self::release) or
+/// the reader is dropped, so a caller can claim and queue a key as one step.
 pub(crate) struct Reader<'a, K, V, E> {
     /// Declared first so it is released before the shared lock.
     claims: Option<MutexGuard<'a, InFlight<K, V, E>>>,
@@ -260,11 +262,15 @@ where
     }
 
     /// Marks the keys of a batch about to be fetched as carried by `batch`.
-    /// Done under the in-flight lock, which `clear` holds too, so that it sees
-    /// exactly which fetches started. Marking moves no entry, so unlike every
-    /// other use of that lock it needs no hold on the store's lock.
-    pub(crate) fn start_batch(&self, batch: u64, resolvers: &[Resolver<Outcome<V, E>>]) {
-        let _in_flight = lock(&self.in_flight);
+    /// Done under the lock so that `clear` sees exactly which fetches started;
+    /// the shared lock is enough, as only writers read the mark. (Not under
+    /// the in-flight table's lock: a thread would then block while a writer
+    /// holds it, instead of waiting for the async lock.)
+    pub(crate) async fn start_batch(&self, batch: u64, resolvers: &[Resolver<Outcome<V, E>>]) {
+        let _stored = match self.stored.try_read() {
+            Some(stored) => stored,
+            None => self.stored.read().await,
+        };
         for resolver in resolvers {
             resolver.assign_batch(batch);
         }
@@ -383,6 +389,12 @@ where
         {
             in_flight.remove(key);
         }
+    }
+
+    /// Unlocks the in-flight table, keeping the shared lock: between keys,
+    /// so that a long list of keys does not hold it throughout.
+    pub(crate) fn release(&mut self) {
+        self.claims = None;
     }
 
     fn in_flight(&mut self) -> &mut InFlight<K, V, E> {

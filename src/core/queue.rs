@@ -234,11 +234,13 @@ mod tests {
 
     #[test]
     fn split_pairs_keeps_order_and_reuses_the_batch() {
-        let batch: Vec<(u64, String)> = (0..100).map(|i| (i, i.to_string())).collect();
+        // Pairs twice the size of their second half, so the reuse needs no
+        // shrinking of the allocation, whatever the allocator.
+        let batch: Vec<(u64, u64)> = (0..100).map(|i| (i, i * 2)).collect();
         let allocation = batch.as_ptr() as usize;
         let (firsts, seconds) = split_pairs(batch);
         assert_eq!(firsts, (0..100).collect::<Vec<u64>>());
-        assert!(seconds.iter().enumerate().all(|(i, s)| *s == i.to_string()));
+        assert_eq!(seconds, (0..100).map(|i| i * 2).collect::<Vec<u64>>());
         assert_eq!(seconds.as_ptr() as usize, allocation, "collected in place");
     }
 }

@@ -47,7 +47,11 @@ macro_rules! shared_settings {
         /// an idle loader runs its batch on the caller's own task after one
         /// yield (which lets requests polled alongside it join; with
         /// `max_batch_size(1)` nothing could, so it does not yield), skipping
-        /// the hops to the collector and to a batch task. While every in-flight slot
+        /// the hops to the collector and to a batch task. On a multi-threaded
+        /// executor with a fast backend, a burst with `ZERO` can go out in
+        /// many batches of a few keys each (the loader is idle again between
+        /// them); give a small delay when full batches matter more than the
+        /// last microseconds. While every in-flight slot
         /// is busy, waiting items are taken as soon as a slot frees, and the
         /// delay of the next batch counts from then.
         pub fn max_delay(mut self, delay: std::time::Duration) -> Self {

@@ -51,6 +51,10 @@ struct Inner<F: Fetcher> {
     label: Option<Arc<str>>,
 }
 
+/// How many keys of a `load_many` are looked up, at most, per hold of the
+/// in-flight table's lock.
+const KEYS_PER_LOCK: usize = 32;
+
 /// What [`BatchFetcher::load`] awaits once it has looked: a fetch to wait
 /// for, or one of its boxed slow paths.
 enum Next<P, L, C> {
@@ -168,8 +172,8 @@ impl<F: Fetcher> BatchFetcher<F> {
     }
 
     /// Loads several keys and returns their values in input order. Unknown
-    /// keys are queued together, under one lock, so they share batches as
-    /// far as `max_batch_size` allows. Duplicates are allowed.
+    /// keys are queued back to back, so they share batches as far as
+    /// `max_batch_size` allows. Duplicates are allowed.
     ///
     /// # Errors
     /// The error of the first key, in input order, that failed; see
@@ -372,9 +376,17 @@ impl<F: Fetcher> BatchFetcher<F> {
         crate::hot_counter::enroll();
         let mut reader = self.inner.map.read().await;
         keys.iter()
-            .map(|key| match reader.stored(key) {
-                Some(outcome) => self.counted(Known::Done(outcome)),
-                None => self.join_or_queue(&mut reader, key, false).0,
+            .enumerate()
+            .map(|(index, key)| {
+                // The in-flight table's lock blocks the threads of other
+                // misses, so a long key list lets go of it now and then.
+                if index % KEYS_PER_LOCK == 0 {
+                    reader.release();
+                }
+                match reader.stored(key) {
+                    Some(outcome) => self.counted(Known::Done(outcome)),
+                    None => self.join_or_queue(&mut reader, key, false).0,
+                }
             })
             .collect()
     }
