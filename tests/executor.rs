@@ -9,6 +9,7 @@ mod common;
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
 use std::collections::HashSet;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -130,6 +131,59 @@ fn doubler(rt: &Rt) -> (ExecutorBuilder<Doubler>, Probe) {
     (builder, probe)
 }
 
+/// An executor of batches of one, with room for `max_queued` queued values
+/// and its only in-flight slot taken by value 0, held behind the closed gate
+/// (returned).
+async fn executor_with_its_slot_taken(
+    rt: &Rt,
+    max_queued: usize,
+) -> (BatchExecutor<Doubler>, Probe, RwLockWriteGuardArc<()>) {
+    let (builder, probe) = doubler(rt);
+    let executor = builder
+        .max_batch_size(1)
+        .max_in_flight(1)
+        .max_queued(max_queued)
+        .max_delay(Duration::ZERO)
+        .build()
+        .unwrap();
+    let gate = probe.close_gate().await;
+    executor.submit(0).await.unwrap();
+    assert_eq!(probe.started().await, [0]);
+    (executor, probe, gate)
+}
+
+/// An executor with room for one queued value, its only in-flight slot
+/// held by a value behind the closed gate (returned), its queue full, and
+/// an `execute(1_000)` waiting for room.
+async fn execute_waiting_for_room(
+    rt: &Rt,
+) -> (
+    BatchExecutor<Doubler>,
+    Probe,
+    RwLockWriteGuardArc<()>,
+    Pin<Box<JoinHandle<Result<u64, ExecuteError<TestError>>>>>,
+) {
+    let (executor, probe, gate) = executor_with_its_slot_taken(rt, 1).await;
+    within(Duration::from_secs(10), "the queue to fill", async {
+        for v in 1.. {
+            match executor.try_submit(v) {
+                Ok(()) => sleep(Duration::from_millis(5)).await,
+                Err(SubmitError::Full(_)) => return,
+                Err(other) => panic!("expected a full queue, got {other:?}"),
+            }
+        }
+    })
+    .await;
+    let executor2 = executor.clone();
+    let mut waiting = Box::pin(rt.spawn(async move { executor2.execute(1_000).await }));
+    assert_pending(
+        &mut waiting,
+        "execute waits for room while the queue is full",
+    )
+    .await;
+    (executor, probe, gate, waiting)
+}
+
 /// Every failure `on_error` received.
 type Failures = Arc<Mutex<Vec<BatchFailure<u64, TestError>>>>;
 
@@ -247,17 +301,7 @@ runtime_tests! {
     /// A full queue: `try_submit` refuses at once and hands the value back,
     /// `submit` waits for room.
     async fn bounded_queue_pushes_back(rt: Rt) {
-        let (builder, probe) = doubler(&rt);
-        let executor = builder
-            .max_batch_size(1)
-            .max_in_flight(1)
-            .max_queued(2)
-            .max_delay(Duration::ZERO)
-            .build()
-            .unwrap();
-        let gate = probe.close_gate().await;
-        executor.submit(0).await.unwrap();
-        assert_eq!(probe.started().await, [0]);
+        let (executor, probe, gate) = executor_with_its_slot_taken(&rt, 2).await;
         // One more waits in the collector, two in the queue: then it is full.
         let mut accepted = vec![0];
         let refused = within(Duration::from_secs(10), "the queue to fill", async {
@@ -283,6 +327,32 @@ runtime_tests! {
         accepted.push(1_000);
         assert_eq!(probe.executed(), accepted);
         assert!(!probe.executed().contains(&refused));
+    }
+
+    /// `execute` on a full queue waits for room, then runs and answers.
+    async fn execute_waits_for_room(rt: Rt) {
+        let (executor, probe, gate, waiting) = execute_waiting_for_room(&rt).await;
+        drop(gate);
+        let answer = within(Duration::from_secs(10), "room frees up", waiting).await;
+        assert_eq!(answer, Ok(2_000));
+        executor.close().await;
+        assert!(probe.executed().contains(&1_000));
+    }
+
+    /// An `execute` still waiting for room when the executor stops is
+    /// answered `Closed`, counted once as refused and once as closed, and
+    /// its value never runs.
+    async fn execute_waiting_for_room_is_closed_by_a_stop(rt: Rt) {
+        let (executor, probe, gate, waiting) = execute_waiting_for_room(&rt).await;
+        executor.shutdown_now().await;
+        let answer = within(Duration::from_secs(10), "the stop to answer", waiting).await;
+        assert_eq!(answer, Err(ExecuteError::Closed));
+        let stats = executor.stats();
+        assert_eq!(stats.closed, 1, "only the waiting execute was closed");
+        // Refused: the `try_submit` that found the queue full, and this.
+        assert_eq!(stats.requests - stats.queued, 2);
+        drop(gate);
+        assert!(!probe.executed().contains(&1_000));
     }
 
     /// Failed batches of submitted values reach `on_error` with the values;

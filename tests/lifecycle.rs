@@ -55,6 +55,29 @@ impl Spawner for Parking {
     }
 }
 
+/// A loader whose collector runs but whose batch tasks are parked unpolled.
+fn loader_parking_batches(rt: &Rt) -> (Parking, anybatch::BatchFetcher<TestFetcher>, Probe) {
+    let spawner = Parking::new(rt, false);
+    let (fetcher, probe) = TestFetcher::new();
+    let loader = anybatch::BatchFetcher::builder(fetcher)
+        .spawner(spawner.clone())
+        .build()
+        .unwrap();
+    // The collector is running now; what is spawned next is parked.
+    spawner.set_park(true);
+    (spawner, loader, probe)
+}
+
+/// Waits until the first batch task has been parked.
+async fn batch_parked(spawner: &Parking) {
+    eventually(
+        Duration::from_secs(10),
+        "the batch task to be spawned",
+        || spawner.parked() == 1,
+    )
+    .await;
+}
+
 runtime_tests! {
     /// Fetches run on the runtime the loader was given, through the crate's
     /// adapter for it (smol's on the harness's own executor, not the global
@@ -238,26 +261,32 @@ runtime_tests! {
     /// A batch task dropped unpolled by its executor answers `Closed`, and
     /// the key is fetched again by a later load.
     async fn dropped_batch_answers_closed_and_is_retried(rt: Rt) {
-        let spawner = Parking::new(&rt, false);
-        let (fetcher, probe) = TestFetcher::new();
-        let loader = anybatch::BatchFetcher::builder(fetcher)
-            .spawner(spawner.clone())
-            .build()
-            .unwrap();
-        // The collector runs; the next batch task is parked.
-        spawner.set_park(true);
+        let (spawner, loader, probe) = loader_parking_batches(&rt);
         let mut load = Box::pin(loader.load(1));
         assert!(futures::poll!(load.as_mut()).is_pending());
-        eventually(Duration::from_secs(10), "the batch task to be spawned", || {
-            spawner.parked() == 1
-        })
-        .await;
+        batch_parked(&spawner).await;
         spawner.drop_parked();
         let answer = within(Duration::from_secs(5), "load of a dropped batch", load).await;
         assert_eq!(answer, Err(LoadError::Closed));
         spawner.set_park(false);
         assert_eq!(loader.load(1).await, Ok(10));
         assert_eq!(probe.batches(), [vec![1]]);
+    }
+
+    /// A batch dropped unanswered after its only caller gave up leaves a
+    /// settled entry behind, with nobody to remove it: the next load of the
+    /// key replaces it and fetches again instead of joining it.
+    async fn dropped_batch_without_callers_is_fetched_again(rt: Rt) {
+        let (spawner, loader, probe) = loader_parking_batches(&rt);
+        let mut load = Box::pin(loader.load(1));
+        assert!(futures::poll!(load.as_mut()).is_pending());
+        batch_parked(&spawner).await;
+        drop(load);
+        spawner.drop_parked();
+        spawner.set_park(false);
+        let again = within(Duration::from_secs(5), "load after an unanswered batch", loader.load(1)).await;
+        assert_eq!(again, Ok(10));
+        assert_eq!(probe.batches(), [vec![1]], "the dropped batch never ran");
     }
 
     /// When the executor drops the collector, later loads are `Closed` and
