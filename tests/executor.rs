@@ -14,7 +14,8 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use anybatch::{
-    BatchExecutor, BatchFailure, BuildError, ExecuteError, Executor, ExecutorBuilder, SubmitError,
+    BatchExecutor, BatchFailure, BuildError, ExecuteError, Executor, ExecutorBuilder, Stats,
+    SubmitError,
 };
 use async_lock::{RwLock, RwLockWriteGuardArc};
 use common::*;
@@ -152,6 +153,34 @@ async fn executor_with_its_slot_taken(
     (executor, probe, gate)
 }
 
+/// Submits 1, 2, ... to an executor set up by [`executor_with_its_slot_taken`]
+/// until it has accepted `room + 1` of them: one the collector takes and
+/// holds for the busy slot, and `room` in the queue. The queue is then full
+/// for as long as the gate stays closed, whatever the timing: a refusal
+/// before that only means the collector had not taken its value yet, and is
+/// retried. Returns the accepted values and how many were refused.
+async fn fill_queue(executor: &BatchExecutor<Doubler>, room: usize) -> (Vec<u64>, u64) {
+    let (mut accepted, mut refused) = (Vec::new(), 0);
+    within(Duration::from_secs(10), "the queue to fill", async {
+        let mut value = 1;
+        while accepted.len() < room + 1 {
+            match executor.try_submit(value) {
+                Ok(()) => {
+                    accepted.push(value);
+                    value += 1;
+                }
+                Err(SubmitError::Full(_)) => {
+                    refused += 1;
+                    sleep(Duration::from_millis(5)).await;
+                }
+                Err(other) => panic!("expected room or a full queue, got {other:?}"),
+            }
+        }
+    })
+    .await;
+    (accepted, refused)
+}
+
 /// An executor with room for one queued value, its only in-flight slot
 /// held by a value behind the closed gate (returned), its queue full, and
 /// an `execute(1_000)` waiting for room.
@@ -164,16 +193,7 @@ async fn execute_waiting_for_room(
     Pin<Box<JoinHandle<Result<u64, ExecuteError<TestError>>>>>,
 ) {
     let (executor, probe, gate) = executor_with_its_slot_taken(rt, 1).await;
-    within(Duration::from_secs(10), "the queue to fill", async {
-        for v in 1.. {
-            match executor.try_submit(v) {
-                Ok(()) => sleep(Duration::from_millis(5)).await,
-                Err(SubmitError::Full(_)) => return,
-                Err(other) => panic!("expected a full queue, got {other:?}"),
-            }
-        }
-    })
-    .await;
+    fill_queue(&executor, 1).await;
     let executor2 = executor.clone();
     let mut waiting = Box::pin(rt.spawn(async move { executor2.execute(1_000).await }));
     assert_pending(
@@ -302,31 +322,18 @@ runtime_tests! {
     /// `submit` waits for room.
     async fn bounded_queue_pushes_back(rt: Rt) {
         let (executor, probe, gate) = executor_with_its_slot_taken(&rt, 2).await;
-        // One more waits in the collector, two in the queue: then it is full.
-        let mut accepted = vec![0];
-        let refused = within(Duration::from_secs(10), "the queue to fill", async {
-            for v in 1.. {
-                match executor.try_submit(v) {
-                    Ok(()) => accepted.push(v),
-                    Err(refused) => return refused,
-                }
-                sleep(Duration::from_millis(5)).await;
-            }
-            unreachable!()
-        })
-        .await;
-        assert!(matches!(refused, SubmitError::Full(_)), "{refused:?}");
-        assert!(accepted.len() <= 4, "at most 1 running + 1 held + 2 queued, got {accepted:?}");
-        let refused = refused.into_value();
+        let (filled, _) = fill_queue(&executor, 2).await;
+        // 0 running, 1 held by the collector, 2 and 3 queued: full.
+        assert_eq!(filled, [1, 2, 3]);
+        let refused = executor.try_submit(99).unwrap_err();
+        assert!(matches!(refused, SubmitError::Full(99)), "{refused:?}");
         let executor2 = executor.clone();
         let mut waiting = Box::pin(rt.spawn(async move { executor2.submit(1_000).await }));
         assert_pending(&mut waiting, "submit waits for room while the queue is full").await;
         drop(gate);
         assert_eq!(within(Duration::from_secs(10), "room frees up", waiting).await, Ok(()));
         executor.close().await;
-        accepted.push(1_000);
-        assert_eq!(probe.executed(), accepted);
-        assert!(!probe.executed().contains(&refused));
+        assert_eq!(probe.executed(), [0, 1, 2, 3, 1_000], "99 was refused, never run");
     }
 
     /// `execute` on a full queue waits for room, then runs and answers.
@@ -344,13 +351,14 @@ runtime_tests! {
     /// its value never runs.
     async fn execute_waiting_for_room_is_closed_by_a_stop(rt: Rt) {
         let (executor, probe, gate, waiting) = execute_waiting_for_room(&rt).await;
+        let refused = |stats: Stats| stats.requests - stats.queued;
+        let refused_before = refused(executor.stats());
         executor.shutdown_now().await;
         let answer = within(Duration::from_secs(10), "the stop to answer", waiting).await;
         assert_eq!(answer, Err(ExecuteError::Closed));
         let stats = executor.stats();
         assert_eq!(stats.closed, 1, "only the waiting execute was closed");
-        // Refused: the `try_submit` that found the queue full, and this.
-        assert_eq!(stats.requests - stats.queued, 2);
+        assert_eq!(refused(stats), refused_before + 1, "refused once");
         drop(gate);
         assert!(!probe.executed().contains(&1_000));
     }
@@ -497,21 +505,10 @@ mod review_fixes {
 
         /// `try_submit` refused for lack of room counts as a request refused.
         async fn full_queue_refusals_are_counted(rt: Rt) {
-            let (builder, probe) = doubler(&rt);
-            let executor = builder.max_batch_size(1).max_in_flight(1).max_queued(1).max_delay(Duration::ZERO).build().unwrap();
-            let gate = probe.close_gate().await;
-            executor.submit(0).await.unwrap();
-            probe.started().await;
-            let mut refused = 0;
-            within(Duration::from_secs(10), "a refusal", async {
-                let mut next = 1;
-                while executor.try_submit(next).is_ok() {
-                    next += 1;
-                    sleep(Duration::from_millis(5)).await;
-                }
-                refused += 1;
-            })
-            .await;
+            let (executor, _probe, gate) = executor_with_its_slot_taken(&rt, 1).await;
+            let (_, early) = fill_queue(&executor, 1).await;
+            assert!(executor.try_submit(99).is_err());
+            let refused = early + 1;
             let stats = executor.stats();
             assert_eq!(stats.requests, stats.queued + refused);
             drop(gate);
