@@ -17,12 +17,13 @@
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::hash::Hash;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_lock::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::promise::{promise, Promise, Resolver};
 use crate::store::{Hasher, MapStore, Store};
+use crate::unpoisoned::lock;
 use crate::{LoadError, MaybeSend, MaybeSync};
 
 /// Makes the value of a key the fetcher did not deliver (the builder's
@@ -452,12 +453,6 @@ where
         other => other.get(key),
     };
     stored.map(|stored| stored.ok_or(LoadError::NotFound))
-}
-
-/// The in-flight table's lock. A panic under it (a key's `Hash` or `Clone`)
-/// leaves the table usable: every change to it is a single map operation.
-fn lock<T>(table: &Mutex<T>) -> MutexGuard<'_, T> {
-    table.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Not yet answered: callers can still join it.

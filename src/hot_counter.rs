@@ -18,7 +18,9 @@
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::Mutex;
+
+use crate::unpoisoned::lock;
 
 /// Exclusive slots per counter set; threads beyond this share one slot.
 pub(crate) const SHARDS: usize = 16;
@@ -104,7 +106,7 @@ impl Drop for Release {
         // Adds from later thread-local destructors go to the shared slot.
         let index = INDEX.with(|index| index.replace(SHARED));
         if index < SHARDS {
-            give_back(&mut lock_taken(), index);
+            give_back(&mut lock(&TAKEN), index);
         }
     }
 }
@@ -122,14 +124,10 @@ fn assign() {
     // Registering the release first: a thread already past its destructors
     // takes no index it could never give back.
     let index = match RELEASE.try_with(|_| ()) {
-        Ok(()) => take(&mut lock_taken()),
+        Ok(()) => take(&mut lock(&TAKEN)),
         Err(_) => SHARED,
     };
     INDEX.with(|slot| slot.set(index));
-}
-
-fn lock_taken() -> std::sync::MutexGuard<'static, u32> {
-    TAKEN.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// The lowest free index, or [`SHARED`] when all are taken.
@@ -162,7 +160,7 @@ mod tests {
 
     #[test]
     fn sums_are_exact_with_more_threads_than_shards() {
-        let _serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
+        let _serial = lock(&SERIAL);
         const THREADS: u64 = 2 * SHARDS as u64;
         const ADDS: u64 = 20_000;
         let counters = Arc::new(HotCounters::<2>::default());
@@ -196,7 +194,7 @@ mod tests {
 
     #[test]
     fn an_exiting_thread_gives_its_index_back() {
-        let _serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
+        let _serial = lock(&SERIAL);
         let counters = Arc::new(HotCounters::<1>::default());
         // Far more threads than shards, one after another: each gets an
         // exclusive index only if the previous ones gave theirs back.
@@ -216,7 +214,7 @@ mod tests {
 
     #[test]
     fn a_thread_adds_to_the_shared_slot_until_it_enrolls() {
-        let _serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
+        let _serial = lock(&SERIAL);
         let counters = Arc::new(HotCounters::<1>::default());
         let inner = counters.clone();
         thread::spawn(move || {

@@ -136,6 +136,7 @@ mod spawn;
 mod stats;
 mod store;
 mod trace;
+mod unpoisoned;
 
 pub use error::{BuildError, ExecuteError, LoadError, SpawnerError, SubmitError};
 pub use executor::{BatchExecutor, BatchFailure, Executor, ExecutorBuilder};

@@ -8,8 +8,10 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll, Waker};
+
+use crate::unpoisoned::lock;
 
 struct Shared<T> {
     /// `None` once set means the resolver was dropped unanswered.
@@ -100,13 +102,7 @@ impl<T> Resolver<T> {
 impl<T> Drop for Resolver<T> {
     fn drop(&mut self) {
         let _ = self.shared.answer.set(None);
-        let wakers = std::mem::take(
-            &mut *self
-                .shared
-                .wakers
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner),
-        );
+        let wakers = std::mem::take(&mut *lock(&self.shared.wakers));
         wakers.wake_all();
     }
 }
@@ -195,7 +191,7 @@ impl<T: Clone> Future for Wait<T> {
         if let Some(answer) = shared.answer.get() {
             return this.ready(answer);
         }
-        let mut wakers = shared.wakers.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut wakers = lock(&shared.wakers);
         // Re-check under the lock: the resolver takes the wakers under it
         // after setting the answer, so either we see the answer or it sees us.
         if let Some(answer) = shared.answer.get() {
@@ -212,11 +208,7 @@ impl<T> Drop for Wait<T> {
         if let Some(slot) = self.slot {
             let shared = &self.promise.shared;
             if shared.answer.get().is_none() {
-                shared
-                    .wakers
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .release(slot);
+                lock(&shared.wakers).release(slot);
             }
         }
     }

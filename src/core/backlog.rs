@@ -8,13 +8,14 @@
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard};
 use std::task::Poll;
 
 use async_lock::Semaphore;
 use futures::task::AtomicWaker;
 
 use super::Refused;
+use crate::unpoisoned::lock;
 
 pub(crate) struct Backlog<T> {
     state: Mutex<State<T>>,
@@ -55,7 +56,7 @@ impl<T> Backlog<T> {
     }
 
     fn lock(&self) -> MutexGuard<'_, State<T>> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.state)
     }
 
     /// Queues `item` if the queue is open and has room.

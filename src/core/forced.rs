@@ -2,7 +2,9 @@
 //! the collector.
 
 use std::sync::atomic::AtomicBool;
-use std::sync::{Mutex, PoisonError};
+use std::sync::Mutex;
+
+pub(super) use crate::unpoisoned::lock;
 
 /// What a forced stop hands back, and how many `shutdown_now` calls are
 /// waiting to take it. With none waiting (the calls were dropped), the items
@@ -34,10 +36,6 @@ impl<T> Drop for Claimant<'_, T> {
             drop(std::mem::take(&mut hand_back.items));
         }
     }
-}
-
-pub(super) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// A forced shutdown's state, shared by the handle and the collector.
