@@ -268,10 +268,7 @@ where
     /// the in-flight table's lock: a thread would then block while a writer
     /// holds it, instead of waiting for the async lock.)
     pub(crate) async fn start_batch(&self, batch: u64, resolvers: &[Resolver<Outcome<V, E>>]) {
-        let _stored = match self.stored.try_read() {
-            Some(stored) => stored,
-            None => self.stored.read().await,
-        };
+        let _reader = self.read().await;
         for resolver in resolvers {
             resolver.assign_batch(batch);
         }
