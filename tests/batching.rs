@@ -148,6 +148,21 @@ runtime_tests! {
         assert_eq!(probe.batches(), [vec![7]]);
     }
 
+    /// With `gather_yields(0)`, a lone load on an idle loader runs its batch
+    /// in its first poll, even when the batch has room for more.
+    async fn no_gather_yields_runs_a_lone_load_at_once(rt: Rt) {
+        let (builder, probe) = builder(&rt);
+        let loader = builder
+            .max_batch_size(1000)
+            .max_delay(Duration::ZERO)
+            .gather_yields(0)
+            .build()
+            .unwrap();
+        let mut load = std::pin::pin!(loader.load(7));
+        assert_eq!(futures::poll!(load.as_mut()), std::task::Poll::Ready(Ok(70)));
+        assert_eq!(probe.batches(), [vec![7]]);
+    }
+
     /// With a long delay, a lone load waits for more keys; `close` flushes it.
     async fn long_delay_holds_a_lone_load_until_close(rt: Rt) {
         let (builder, probe) = builder(&rt);

@@ -238,6 +238,16 @@ runtime_tests! {
         assert_eq!(probe.executed(), (0..250).collect::<Vec<_>>());
     }
 
+    /// With a zero delay and `gather_yields(0)`, a lone value on an idle
+    /// executor runs in the caller's first poll.
+    async fn no_gather_yields_runs_a_lone_value_at_once(rt: Rt) {
+        let (builder, probe) = doubler(&rt);
+        let executor = builder.max_delay(Duration::ZERO).gather_yields(0).build().unwrap();
+        let mut execute = std::pin::pin!(executor.execute(21));
+        assert_eq!(futures::poll!(execute.as_mut()), std::task::Poll::Ready(Ok(42)));
+        assert_eq!(probe.executed(), [21]);
+    }
+
     /// Nothing is deduplicated: equal values run once each.
     async fn equal_values_each_run(rt: Rt) {
         let (builder, probe) = doubler(&rt);

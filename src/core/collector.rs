@@ -136,6 +136,7 @@ mod tests {
     use futures::task::LocalSpawnExt;
 
     use std::future::Future;
+    use std::pin::Pin;
 
     use super::*;
     use crate::core::{in_flight_slots, start, BatchLimits, Queue};
@@ -173,6 +174,10 @@ mod tests {
 
     impl Harness {
         fn new(max_batch_size: usize, max_in_flight: usize) -> Self {
+            Self::with_yields(max_batch_size, max_in_flight, 1)
+        }
+
+        fn with_yields(max_batch_size: usize, max_in_flight: usize, gather_yields: u32) -> Self {
             let (to_pool, spawned) = mpsc::channel::<BoxFuture>();
             let spawner = move |task: BoxFuture| to_pool.send(task).unwrap();
             let (release, released) = async_channel::unbounded();
@@ -183,6 +188,7 @@ mod tests {
             let limits = BatchLimits {
                 max_batch_size,
                 max_delay: Duration::ZERO,
+                gather_yields,
                 max_in_flight,
                 max_queued: None,
             };
@@ -259,6 +265,28 @@ mod tests {
     }
 
     #[test]
+    fn a_leading_caller_gathers_what_queues_during_its_yields() {
+        let mut context = std::task::Context::from_waker(futures::task::noop_waker_ref());
+        for yields in 0..4 {
+            let harness = Harness::with_yields(100, 10, yields);
+            let Ok(mut lead) = harness.queue.try_lead(1) else {
+                panic!("an idle loader lets the caller lead");
+            };
+            // One more item queues before each poll; the collector never
+            // runs here, so only the leader can take them.
+            let mut next = 2;
+            while harness.sizes().is_empty() {
+                assert!(Pin::new(&mut lead).poll(&mut context).is_pending());
+                harness.push([next]);
+                next += 1;
+            }
+            let batches = harness.recorder.batches.lock().unwrap().clone();
+            let gathered: Vec<u32> = (1..=yields + 1).collect();
+            assert_eq!(batches, [gathered], "gather_yields({yields})");
+        }
+    }
+
+    #[test]
     fn in_flight_limit_holds_batches_and_they_keep_filling() {
         let mut harness = Harness::new(10, 2);
         harness.push(0..20);
@@ -324,6 +352,7 @@ mod tests {
         let limits = BatchLimits {
             max_batch_size: 1,
             max_delay: Duration::ZERO,
+            gather_yields: 1,
             max_in_flight: 1,
             max_queued: None,
         };

@@ -65,7 +65,8 @@ pub(super) enum LeadState<T> {
         batch: Vec<T>,
         permit: SemaphoreGuardArc,
         alive: Sender<()>,
-        yielded: bool,
+        /// Yields still to make before running (see `gather_yields`).
+        yields_left: u32,
     },
     Running(BoxFuture),
     Done,
@@ -101,11 +102,14 @@ impl<R: RunBatch> Future for Lead<R> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
         let max_batch_size = this.dispatch.limits.max_batch_size;
-        if let LeadState::Gathering { batch, yielded, .. } = &mut this.state {
-            // Yield once so that loads polled alongside can join, unless the
-            // batch is already full and nobody could.
-            if !*yielded && batch.len() < max_batch_size {
-                *yielded = true;
+        if let LeadState::Gathering {
+            batch, yields_left, ..
+        } = &mut this.state
+        {
+            // Yield so that loads polled alongside can join, unless the batch
+            // is already full and nobody could.
+            if *yields_left > 0 && batch.len() < max_batch_size {
+                *yields_left -= 1;
                 cx.waker().wake_by_ref();
                 return Poll::Pending;
             }

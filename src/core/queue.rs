@@ -79,8 +79,9 @@ impl<R: RunBatch> Queue<R> {
     /// task hops (to the collector, then to a batch task). Hands the item
     /// back otherwise.
     ///
-    /// The returned future yields once, so that loads polled alongside this
-    /// one (a `join_all`) queue up and join the batch, then runs it. If it is
+    /// The returned future yields `gather_yields` times (once by default),
+    /// so that loads polled alongside this one (a `join_all`) queue up and
+    /// join the batch, then runs it. If it is
     /// dropped first, the batch is spawned instead, so every caller in it is
     /// still answered.
     pub(crate) fn try_lead(&self, item: R::Item) -> Result<Lead<R>, R::Item> {
@@ -105,7 +106,7 @@ impl<R: RunBatch> Queue<R> {
                 batch: vec![item],
                 permit,
                 alive,
-                yielded: false,
+                yields_left: dispatch.limits.gather_yields,
             },
         })
     }

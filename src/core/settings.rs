@@ -17,6 +17,11 @@ pub(crate) const DEFAULT_MAX_DELAY: Duration = Duration::from_millis(1);
 /// Enough concurrency to keep a backend busy, few enough not to exhaust a
 /// typical connection pool.
 pub(crate) const DEFAULT_MAX_IN_FLIGHT: usize = 10;
+/// One yield lets the requests polled alongside a lone one (a `join_all`)
+/// join its batch; more rarely pay for themselves.
+pub(crate) const DEFAULT_GATHER_YIELDS: u32 = 1;
+/// Past this many, yields only spin an idle executor.
+const GATHER_YIELDS_LIMIT: u32 = 1000;
 /// A batching window this long is a mistake, and timers would overflow.
 const MAX_DELAY_LIMIT: Duration = Duration::from_secs(3600);
 /// A bound this large is more likely a typo than a plan, and the queue's
@@ -44,10 +49,11 @@ macro_rules! shared_settings {
         /// backend round trip it saves. `Duration::ZERO` dispatches as soon as
         /// what is already queued is gathered: the lowest latency, with batches
         /// only as large as what arrived together. With `ZERO`, a request on
-        /// an idle loader runs its batch on the caller's own task after one
-        /// yield (which lets requests polled alongside it join; with
-        /// `max_batch_size(1)` nothing could, so it does not yield), skipping
-        /// the hops to the collector and to a batch task. On a multi-threaded
+        /// an idle loader runs its batch on the caller's own task, skipping
+        /// the hops to the collector and to a batch task, after yielding as
+        /// often as `gather_yields` says (once by default) so that requests
+        /// polled alongside it join; with `max_batch_size(1)` nothing could,
+        /// so it does not yield. On a multi-threaded
         /// executor with a fast backend, a burst with `ZERO` can go out in
         /// many batches of a few keys each (the loader is idle again between
         /// them); give a small delay when full batches matter more than the
@@ -56,6 +62,24 @@ macro_rules! shared_settings {
         /// delay of the next batch counts from then.
         pub fn max_delay(mut self, delay: std::time::Duration) -> Self {
             self.settings.max_delay = delay;
+            self
+        }
+
+        #[doc = concat!("With `max_delay(Duration::ZERO)`: how many times a ", $item, " that finds the")]
+        /// loader idle yields to its executor before running its batch on its
+        /// own task (default 1, at most 1000), so that what is polled
+        /// alongside it (a `join_all`, other tasks) joins that batch.
+        ///
+        /// `0` runs the batch at once, in the caller's first poll: the lowest
+        /// latency for requests made one after another, and the one to pick
+        /// when they rarely come together. Requests polled together then go
+        /// out one batch each as long as the backend answers within its first
+        /// poll; those that arrive while a batch runs still share the next
+        /// one. More than one yield gathers more on a multi-threaded executor,
+        /// each costing one trip through the executor's queue. Without a zero
+        /// delay this does nothing: the collector gathers then.
+        pub fn gather_yields(mut self, yields: u32) -> Self {
+            self.settings.gather_yields = yields;
             self
         }
 
@@ -88,6 +112,7 @@ pub(crate) use shared_settings;
 pub(crate) struct Settings {
     pub(crate) max_batch_size: usize,
     pub(crate) max_delay: Duration,
+    pub(crate) gather_yields: u32,
     pub(crate) max_in_flight: usize,
     pub(crate) max_queued: Option<usize>,
     pub(crate) label: Option<Arc<str>>,
@@ -99,6 +124,8 @@ pub(crate) struct Settings {
 pub(crate) struct BatchLimits {
     pub(crate) max_batch_size: usize,
     pub(crate) max_delay: Duration,
+    /// Yields of a caller leading a zero-delay batch before running it.
+    pub(crate) gather_yields: u32,
     pub(crate) max_in_flight: usize,
     /// Bound of the queue in front of the collector; `None`: unbounded.
     pub(crate) max_queued: Option<usize>,
@@ -109,6 +136,7 @@ impl Default for Settings {
         Self {
             max_batch_size: DEFAULT_MAX_BATCH_SIZE,
             max_delay: DEFAULT_MAX_DELAY,
+            gather_yields: DEFAULT_GATHER_YIELDS,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             max_queued: None,
             label: None,
@@ -138,6 +166,12 @@ impl Settings {
                 reason: "must be at most one hour",
             });
         }
+        if self.gather_yields > GATHER_YIELDS_LIMIT {
+            return Err(BuildError::InvalidSetting {
+                setting: "gather_yields",
+                reason: "must be at most 1000",
+            });
+        }
         if self.max_queued == Some(0) {
             return Err(BuildError::InvalidSetting {
                 setting: "max_queued",
@@ -160,6 +194,7 @@ impl Settings {
         let limits = BatchLimits {
             max_batch_size: self.max_batch_size,
             max_delay: self.max_delay,
+            gather_yields: self.gather_yields,
             max_in_flight: self.max_in_flight,
             max_queued: self.max_queued,
         };
@@ -172,6 +207,7 @@ impl fmt::Debug for Settings {
         f.debug_struct("Settings")
             .field("max_batch_size", &self.max_batch_size)
             .field("max_delay", &self.max_delay)
+            .field("gather_yields", &self.gather_yields)
             .field("max_in_flight", &self.max_in_flight)
             .field("max_queued", &self.max_queued)
             .field("label", &self.label)
@@ -218,7 +254,12 @@ mod tests {
             max_queued: Some(MAX_QUEUED_LIMIT + 1),
             ..base.clone()
         };
+        let many_yields = Settings {
+            gather_yields: GATHER_YIELDS_LIMIT + 1,
+            ..base.clone()
+        };
         assert_eq!(rejected(long_delay), "max_delay");
+        assert_eq!(rejected(many_yields), "gather_yields");
         assert_eq!(rejected(huge_queue), "max_queued");
         assert!(base.validate().is_ok());
     }

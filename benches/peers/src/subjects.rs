@@ -7,7 +7,10 @@
 //!
 //! - **anybatch**: `max_batch_size(100)`, the default `max_delay` (1 ms,
 //!   counted from a batch's first key) and `max_in_flight` (10), spawning
-//!   through `TokioSpawner::from_handle`. Lowest latency: `max_delay(ZERO)`.
+//!   through `TokioSpawner::from_handle`. Lowest latency: `max_delay(ZERO)`
+//!   and `gather_yields(0)`, which its docs advise when requests rarely come
+//!   together: a load on an idle loader then runs its batch at once instead
+//!   of yielding first, as dataloader's `with_yield_count(0)` does.
 //! - **ultra-batch**: `eager_batch_size(Some(100))` (its default, and the
 //!   batch size), `delay_duration(1 ms)`. Its docs describe the delay only as
 //!   the longest wait for more keys; its default is 10 ms and its example uses
@@ -183,7 +186,9 @@ impl Subject for Anybatch {
             .max_batch_size(tuning.batch_size());
         let builder = match tuning {
             Tuning::Batching => builder,
-            Tuning::LowLatency | Tuning::Unbatched => builder.max_delay(Duration::ZERO),
+            Tuning::LowLatency | Tuning::Unbatched => {
+                builder.max_delay(Duration::ZERO).gather_yields(0)
+            }
         };
         Self(builder.build().expect("valid settings"))
     }
