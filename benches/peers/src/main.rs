@@ -499,7 +499,7 @@ fn report(config: &Config, rows: &[Row], load: &str) -> String {
     let _ = writeln!(
         out,
         "\nSettings (batching workloads / latency workload): anybatch default `max_delay` 1 ms / \
-         `Duration::ZERO`; ultra-batch `eager_batch_size(Some(100))`, `delay_duration` 1 ms / \
+         `Duration::ZERO` with `gather_yields(0)`; ultra-batch `eager_batch_size(Some(100))`, `delay_duration` 1 ms / \
          zero; dataloader `with_yield_count(10)` (default) / 0; async-graphql `HashMapCache`, \
          `delay` 1 ms (default) / zero. Row 5b: the latency settings with batch size 1 \
          (ultra-batch `eager_batch_size(Some(1))`). See `src/subjects.rs` for why."
