@@ -69,6 +69,7 @@ fn every_executor_setting_out_of_range_is_named() {
             build(|b| b.max_delay(Duration::from_secs(3601))),
             "max_delay",
         ),
+        (build(|b| b.gather_yields(1001)), "gather_yields"),
         (build(|b| b.max_queued(0)), "max_queued"),
         // Above the limit (1,048,576): refused, not a growing queue.
         (build(|b| b.max_queued(usize::MAX)), "max_queued"),
@@ -86,7 +87,8 @@ fn every_executor_setting_out_of_range_is_named() {
 }
 
 /// The largest value of each setting builds a loader that works: no
-/// overflow (`max_queued`'s largest, 1,048,576, included).
+/// overflow (`max_queued`'s largest, 1,048,576, included), and a lead that
+/// yields 1,000 times still answers.
 #[test]
 fn extreme_settings_build_working_loaders() {
     common::run_smol(|rt| async move {
@@ -95,6 +97,7 @@ fn extreme_settings_build_working_loaders() {
             .max_batch_size(usize::MAX)
             .max_in_flight(usize::MAX)
             .max_delay(Duration::ZERO)
+            .gather_yields(1000)
             .spawner(rt.spawner())
             .build()
             .unwrap();
@@ -109,6 +112,7 @@ fn extreme_settings_build_working_loaders() {
             .max_batch_size(usize::MAX)
             .max_in_flight(usize::MAX)
             .max_delay(Duration::from_secs(3600))
+            .gather_yields(1000)
             .max_queued(1 << 20)
             .spawner(rt.spawner())
             .build()

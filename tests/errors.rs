@@ -172,6 +172,11 @@ fn delay_over_an_hour_is_rejected() {
 }
 
 #[test]
+fn more_than_a_thousand_gather_yields_are_rejected() {
+    assert_eq!(rejected_setting(|b| b.gather_yields(1001)), "gather_yields");
+}
+
+#[test]
 fn load_errors_display_lowercase_phrases() {
     let closed: Error = LoadError::Closed;
     assert_eq!(closed.to_string(), "loader is closed");

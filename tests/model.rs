@@ -207,6 +207,8 @@ enum Delay {
 struct Case {
     max_batch_size: usize,
     delay: Delay,
+    /// `gather_yields`: only matters with a zero delay.
+    gather_yields: usize,
     max_in_flight: usize,
     cache: bool,
     script: Script,
@@ -261,17 +263,19 @@ fn case() -> impl Strategy<Value = Case> {
             never,
         });
     let delay = prop_oneof![Just(Delay::Zero), Just(Delay::Forever)];
+    let gather_yields = prop_oneof![Just(0usize), Just(1), Just(3)];
     (
-        (1usize..=4, delay),
+        (1usize..=4, delay, gather_yields),
         1usize..=3,
         prop::bool::weighted(0.8),
         script,
         prop::collection::vec(op(), 1..40),
     )
         .prop_map(
-            |((max_batch_size, delay), max_in_flight, cache, script, ops)| Case {
+            |((max_batch_size, delay, gather_yields), max_in_flight, cache, script, ops)| Case {
                 max_batch_size,
                 delay,
+                gather_yields,
                 max_in_flight,
                 cache,
                 script,
@@ -591,6 +595,7 @@ impl Driver {
                 Delay::Zero => Duration::ZERO,
                 Delay::Forever => Duration::from_secs(3600),
             })
+            .gather_yields(case.gather_yields)
             .cache(case.cache)
             .spawner(spawner)
             .build()

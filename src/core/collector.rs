@@ -134,9 +134,9 @@ mod tests {
 
     use futures::executor::LocalPool;
     use futures::task::LocalSpawnExt;
+    use futures::FutureExt;
 
     use std::future::Future;
-    use std::pin::Pin;
 
     use super::*;
     use crate::core::{in_flight_slots, start, BatchLimits, Queue};
@@ -177,7 +177,7 @@ mod tests {
             Self::with_yields(max_batch_size, max_in_flight, 1)
         }
 
-        fn with_yields(max_batch_size: usize, max_in_flight: usize, gather_yields: u32) -> Self {
+        fn with_yields(max_batch_size: usize, max_in_flight: usize, gather_yields: usize) -> Self {
             let (to_pool, spawned) = mpsc::channel::<BoxFuture>();
             let spawner = move |task: BoxFuture| to_pool.send(task).unwrap();
             let (release, released) = async_channel::unbounded();
@@ -272,16 +272,15 @@ mod tests {
             let Ok(mut lead) = harness.queue.try_lead(1) else {
                 panic!("an idle loader lets the caller lead");
             };
-            // One more item queues before each poll; the collector never
-            // runs here, so only the leader can take them.
-            let mut next = 2;
-            while harness.sizes().is_empty() {
-                assert!(Pin::new(&mut lead).poll(&mut context).is_pending());
+            // One more item queues after each poll. The collector never runs
+            // in this harness, so only the leader can take them; on a live
+            // executor the collector usually takes them first.
+            for next in 2..=yields as u32 + 2 {
+                assert!(lead.poll_unpin(&mut context).is_pending());
                 harness.push([next]);
-                next += 1;
             }
             let batches = harness.recorder.batches.lock().unwrap().clone();
-            let gathered: Vec<u32> = (1..=yields + 1).collect();
+            let gathered: Vec<u32> = (1..=yields as u32 + 1).collect();
             assert_eq!(batches, [gathered], "gather_yields({yields})");
         }
     }

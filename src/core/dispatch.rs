@@ -66,7 +66,7 @@ pub(super) enum LeadState<T> {
         permit: SemaphoreGuardArc,
         alive: Sender<()>,
         /// Yields still to make before running (see `gather_yields`).
-        yields_left: u32,
+        yields_left: usize,
     },
     Running(BoxFuture),
     Done,

@@ -80,8 +80,8 @@ impl<R: RunBatch> Queue<R> {
     /// back otherwise.
     ///
     /// The returned future yields `gather_yields` times (once by default),
-    /// so that loads polled alongside this one (a `join_all`) queue up and
-    /// join the batch, then runs it. If it is
+    /// so that loads polled meanwhile (a `join_all`) queue rather than lead,
+    /// then takes what is still queued into its batch and runs it. If it is
     /// dropped first, the batch is spawned instead, so every caller in it is
     /// still answered.
     pub(crate) fn try_lead(&self, item: R::Item) -> Result<Lead<R>, R::Item> {

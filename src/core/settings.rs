@@ -19,9 +19,9 @@ pub(crate) const DEFAULT_MAX_DELAY: Duration = Duration::from_millis(1);
 pub(crate) const DEFAULT_MAX_IN_FLIGHT: usize = 10;
 /// One yield lets the requests polled alongside a lone one (a `join_all`)
 /// join its batch; more rarely pay for themselves.
-pub(crate) const DEFAULT_GATHER_YIELDS: u32 = 1;
+pub(crate) const DEFAULT_GATHER_YIELDS: usize = 1;
 /// Past this many, yields only spin an idle executor.
-const GATHER_YIELDS_LIMIT: u32 = 1000;
+const GATHER_YIELDS_LIMIT: usize = 1000;
 /// A batching window this long is a mistake, and timers would overflow.
 const MAX_DELAY_LIMIT: Duration = Duration::from_secs(3600);
 /// A bound this large is more likely a typo than a plan, and the queue's
@@ -30,9 +30,10 @@ const MAX_DELAY_LIMIT: Duration = Duration::from_secs(3600);
 const MAX_QUEUED_LIMIT: usize = 1 << 20;
 
 /// The builder methods every kind of loader shares, written once: `$item`
-/// names what is batched ("key", "value"), `$call` the backend call.
+/// names what is batched ("key", "value"), `$call` the backend call and
+/// `$calls` its plural.
 macro_rules! shared_settings {
-    ($item:literal, $call:literal) => {
+    ($item:literal, $call:literal, $calls:literal) => {
         #[doc = concat!("The most ", $item, "s one ", $call, " is given (default 100, at least 1).")]
         #[doc = concat!("A batch is dispatched as soon as it holds this many; further ", $item, "s")]
         /// go to the next batch. 100 fits under every SQL engine's
@@ -46,44 +47,51 @@ macro_rules! shared_settings {
         #[doc = concat!("from its **first** ", $item, "; later ones never extend it (default 1 ms, at")]
         /// most one hour). One millisecond lets requests from many freshly
         /// spawned tasks meet in full batches while staying short next to the
-        /// backend round trip it saves. `Duration::ZERO` dispatches as soon as
-        /// what is already queued is gathered: the lowest latency, with batches
-        /// only as large as what arrived together. With `ZERO`, a request on
-        /// an idle loader runs its batch on the caller's own task, skipping
-        /// the hops to the collector and to a batch task, after yielding as
-        /// often as `gather_yields` says (once by default) so that requests
-        /// polled alongside it join; with `max_batch_size(1)` nothing could,
-        /// so it does not yield. On a multi-threaded
-        /// executor with a fast backend, a burst with `ZERO` can go out in
-        /// many batches of a few keys each (the loader is idle again between
-        /// them); give a small delay when full batches matter more than the
-        /// last microseconds. While every in-flight slot
-        /// is busy, waiting items are taken as soon as a slot frees, and the
+        /// backend round trip it saves.
+        ///
+        /// `Duration::ZERO` dispatches as soon as what is already queued is
+        /// gathered: the lowest latency, with batches only as large as what
+        /// arrived together. With `ZERO`, a request on an idle loader runs its
+        /// batch on its own task, skipping the hops to the collector and to a
+        /// batch task, after yielding as often as
+        /// [`gather_yields`](Self::gather_yields) says (once by default), so
+        /// that requests polled meanwhile queue instead of each running a
+        /// batch of its own; with `max_batch_size(1)` it does not yield. On a
+        /// multi-threaded executor with a fast backend, a burst with `ZERO`
+        /// can go out in many batches of a few keys each (the loader is idle
+        /// again between them); give a small delay when full batches matter
+        /// more than the last microseconds. While every in-flight slot is
+        /// busy, waiting items are taken as soon as a slot frees, and the
         /// delay of the next batch counts from then.
         pub fn max_delay(mut self, delay: std::time::Duration) -> Self {
             self.settings.max_delay = delay;
             self
         }
 
-        #[doc = concat!("With `max_delay(Duration::ZERO)`: how many times a ", $item, " that finds the")]
-        /// loader idle yields to its executor before running its batch on its
-        /// own task (default 1, at most 1000), so that what is polled
-        /// alongside it (a `join_all`, other tasks) joins that batch.
+        /// With `max_delay(Duration::ZERO)`: how many times a request that
+        /// finds the loader idle yields to its executor before running its
+        /// batch on its own task (default 1, at most 1000).
         ///
-        /// `0` runs the batch at once, in the caller's first poll: the lowest
-        /// latency for requests made one after another, and the one to pick
-        /// when they rarely come together. Requests polled together then go
-        /// out one batch each as long as the backend answers within its first
-        /// poll; those that arrive while a batch runs still share the next
-        /// one. More than one yield gathers more on a multi-threaded executor,
-        /// each costing one trip through the executor's queue. Without a zero
-        /// delay this does nothing: the collector gathers then.
-        pub fn gather_yields(mut self, yields: u32) -> Self {
+        /// While it yields, the requests polled meanwhile (the rest of a
+        /// `join_all`, other tasks) queue instead of each running a batch of
+        /// its own; the collector batches them, and the leading request takes
+        /// into its batch whatever is still queued when it runs.
+        ///
+        /// `0` runs the batch at once, in the request's first poll: the
+        /// lowest latency for requests made one after another, and the one to
+        /// pick when they rarely come together. Requests polled together then
+        /// each run a batch of their own whenever the backend answers within
+        /// its first poll. More yields keep the others queuing for longer,
+        /// each yield costing one trip through the executor's queue. Whatever
+        /// this is, requests that arrive while every in-flight slot is busy
+        /// share the next batch, and without a zero delay it does nothing:
+        /// the collector gathers then.
+        pub fn gather_yields(mut self, yields: usize) -> Self {
             self.settings.gather_yields = yields;
             self
         }
 
-        #[doc = concat!("The most ", $call, "es of this loader that run at once (default 10, at least")]
+        #[doc = concat!("The most ", $calls, " of this loader that run at once (default 10, at least")]
         #[doc = concat!("1). While all run, new ", $item, "s queue into the next batches. Ten keeps")]
         /// a backend busy without exhausting a typical connection pool.
         pub fn max_in_flight(mut self, calls: usize) -> Self {
@@ -97,7 +105,7 @@ macro_rules! shared_settings {
             self
         }
 
-        #[doc = concat!("Where the collector and the ", $call, "es run. Defaults to smol's global")]
+        #[doc = concat!("Where the collector and the ", $calls, " run. Defaults to smol's global")]
         /// executor with the `smol` feature; required without it.
         pub fn spawner(mut self, spawner: impl $crate::Spawner) -> Self {
             self.settings.spawner = Some(std::sync::Arc::new(spawner));
@@ -112,7 +120,7 @@ pub(crate) use shared_settings;
 pub(crate) struct Settings {
     pub(crate) max_batch_size: usize,
     pub(crate) max_delay: Duration,
-    pub(crate) gather_yields: u32,
+    pub(crate) gather_yields: usize,
     pub(crate) max_in_flight: usize,
     pub(crate) max_queued: Option<usize>,
     pub(crate) label: Option<Arc<str>>,
@@ -125,7 +133,7 @@ pub(crate) struct BatchLimits {
     pub(crate) max_batch_size: usize,
     pub(crate) max_delay: Duration,
     /// Yields of a caller leading a zero-delay batch before running it.
-    pub(crate) gather_yields: u32,
+    pub(crate) gather_yields: usize,
     pub(crate) max_in_flight: usize,
     /// Bound of the queue in front of the collector; `None`: unbounded.
     pub(crate) max_queued: Option<usize>,

@@ -46,7 +46,7 @@ impl<X: Executor> ExecutorBuilder<X> {
         }
     }
 
-    shared_settings!("value", "execute call");
+    shared_settings!("value", "execute call", "execute calls");
 
     /// The most values waiting for a batch (default: unbounded; when set, at
     /// least 1 and at most 1,048,576; the queue grows as values arrive).

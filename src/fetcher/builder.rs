@@ -150,7 +150,7 @@ impl<F: Fetcher> FetcherBuilder<F> {
         self
     }
 
-    shared_settings!("key", "fetch");
+    shared_settings!("key", "fetch", "fetches");
 
     remembering_settings!();
 

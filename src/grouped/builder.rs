@@ -81,7 +81,7 @@ impl<F: GroupFetcher> GroupedFetcherBuilder<F> {
         self
     }
 
-    shared_settings!("key", "fetch");
+    shared_settings!("key", "fetch", "fetches");
 
     remembering_settings!();
 
