@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use async_channel::{Receiver, Sender};
 use futures::future::{select, Either};
-use futures_timer::Delay;
 
 use super::backlog::Backlog;
+use super::deadline::Deadline;
 use super::dispatch::Dispatch;
 use super::forced::{lock, Forced};
 use super::RunBatch;
@@ -28,13 +28,14 @@ impl<R: RunBatch> Collector<R> {
     pub(super) async fn run(self) {
         let dispatch = &self.dispatch;
         let mut batch = Vec::new();
+        let mut deadline = Deadline::new();
         loop {
             // The batch lives out here, so a stop mid-gathering loses nothing.
-            let gathered =
-                match select(pin!(self.gather(&mut batch)), pin!(self.stopped.recv())).await {
-                    Either::Left((more, _)) => Some(more),
-                    Either::Right(_) => None,
-                };
+            let gather = self.gather(&mut batch, &mut deadline);
+            let gathered = match select(pin!(gather), pin!(self.stopped.recv())).await {
+                Either::Left((more, _)) => Some(more),
+                Either::Right(_) => None,
+            };
             match gathered {
                 Some(true) if !self.is_forced() => {}
                 Some(false) => return, // closed and drained
@@ -56,7 +57,7 @@ impl<R: RunBatch> Collector<R> {
     /// gathers until the batch is full, the delay since that first item has
     /// passed, or the queue is closed and empty. `false` once the queue is
     /// closed and drained with nothing gathered.
-    async fn gather(&self, batch: &mut Vec<R::Item>) -> bool {
+    async fn gather(&self, batch: &mut Vec<R::Item>, deadline: &mut Deadline) -> bool {
         let limits = &self.dispatch.limits;
         let cap = limits.max_batch_size;
         while batch.is_empty() {
@@ -69,8 +70,8 @@ impl<R: RunBatch> Collector<R> {
         if limits.max_delay.is_zero() {
             return true;
         }
-        // Started once, at the first item: later items never push it back.
-        let mut deadline = Delay::new(limits.max_delay);
+        // Counted once, from the first item: later items never push it back.
+        let due = Deadline::after(limits.max_delay);
         loop {
             let closed = self.queued.fill(batch, cap);
             if batch.len() >= cap || closed {
@@ -78,7 +79,7 @@ impl<R: RunBatch> Collector<R> {
             }
             // Sleeps until the rest of a batch is queued, not per item.
             let rest = pin!(self.queued.ready(cap - batch.len()));
-            if let Either::Right(_) = select(rest, &mut deadline).await {
+            if let Either::Right(_) = select(rest, pin!(deadline.until(due))).await {
                 self.queued.fill(batch, cap);
                 return true;
             }

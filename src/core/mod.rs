@@ -4,6 +4,7 @@
 
 mod backlog;
 mod collector;
+mod deadline;
 mod dispatch;
 mod forced;
 mod queue;
