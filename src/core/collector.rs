@@ -75,6 +75,7 @@ impl<R: RunBatch> Collector<R> {
         loop {
             let closed = self.queued.fill(batch, cap);
             if batch.len() >= cap || closed {
+                deadline.unwatch();
                 return true;
             }
             // Sleeps until the rest of a batch is queued, not per item.

@@ -7,8 +7,10 @@
 //! instead: a batch due later than the running timer waits on it as it is,
 //! and re-arms it for the remainder only if it fires first.
 
+use std::task::Context;
 use std::time::Duration;
 
+use futures::FutureExt;
 use futures_timer::Delay;
 
 use crate::clock::since_origin;
@@ -58,15 +60,29 @@ impl Deadline {
             self.fires_at = Duration::ZERO;
         }
     }
+
+    /// Stops the armed timer from waking the task that last waited on it,
+    /// once its batch is gathered. Without this, a timer kept past its
+    /// batch wakes the collector for nothing, and on a runtime whose workers
+    /// are idle that wake starts a parked worker, which then takes work from
+    /// the busy one.
+    pub(super) fn unwatch(&mut self) {
+        let Some(timer) = &mut self.timer else {
+            return;
+        };
+        let mut nobody = Context::from_waker(futures::task::noop_waker_ref());
+        if timer.poll_unpin(&mut nobody).is_ready() {
+            self.fires_at = Duration::ZERO;
+        }
+    }
 }
 
 #[cfg(test)]
 #[cfg(not(target_arch = "wasm32"))]
 mod tests {
     // Native only: these read `std::time::Instant`, which panics on wasm32.
+    use std::future::Future;
     use std::time::Instant;
-
-    use futures::FutureExt;
 
     use super::*;
 
@@ -92,6 +108,50 @@ mod tests {
         // wait goes on until the later time.
         futures::executor::block_on(deadline.until(Deadline::after(Duration::from_millis(60))));
         assert!(start.elapsed() >= Duration::from_millis(60));
+    }
+
+    /// Counts the wakes of the task it stands for.
+    #[derive(Default)]
+    struct Wakes(std::sync::atomic::AtomicUsize);
+
+    impl futures::task::ArcWake for Wakes {
+        fn wake_by_ref(wakes: &std::sync::Arc<Self>) {
+            wakes.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    /// Arms a timer for 10 ms with a counting waker and stops waiting on it,
+    /// as a batch that fills early does; `unwatch` as the collector does.
+    fn wakes_of_a_kept_timer(unwatch: bool) -> usize {
+        let wakes = std::sync::Arc::new(Wakes::default());
+        let waker = futures::task::waker(wakes.clone());
+        let mut context = Context::from_waker(&waker);
+        let mut deadline = Deadline::new();
+        let due = Deadline::after(Duration::from_millis(10));
+        let mut wait = Box::pin(deadline.until(due));
+        assert!(wait.as_mut().poll(&mut context).is_pending());
+        drop(wait);
+        if unwatch {
+            deadline.unwatch();
+        }
+        // Watched: until the wake comes. Unwatched: well past due (this can
+        // only pass falsely if the timer thread is later still).
+        let patience = Duration::from_millis(if unwatch { 200 } else { 5_000 });
+        let limit = Instant::now() + patience;
+        while wakes.0.load(std::sync::atomic::Ordering::SeqCst) == 0 && Instant::now() < limit {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        wakes.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    #[test]
+    fn an_unwatched_timer_wakes_nobody() {
+        assert_eq!(
+            wakes_of_a_kept_timer(false),
+            1,
+            "a kept timer wakes its last waiter"
+        );
+        assert_eq!(wakes_of_a_kept_timer(true), 0);
     }
 
     #[test]
