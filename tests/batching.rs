@@ -163,6 +163,22 @@ runtime_tests! {
         assert_eq!(probe.batches(), [vec![7]]);
     }
 
+    /// A batch that waits out its delay, then one that fills before its
+    /// delay: both are answered (the first one's timer, which has fired, is
+    /// not waited on again).
+    async fn a_full_batch_after_a_timed_out_one_is_answered(rt: Rt) {
+        let (builder, probe) = builder(&rt);
+        let loader = builder
+            .max_batch_size(2)
+            .max_delay(Duration::from_millis(50))
+            .build()
+            .unwrap();
+        assert_eq!(loader.load(1).await, Ok(10));
+        let (two, three) = futures::join!(loader.load(2), loader.load(3));
+        assert_eq!((two, three), (Ok(20), Ok(30)));
+        assert_eq!(probe.batches()[0], [1]);
+    }
+
     /// With a long delay, a lone load waits for more keys; `close` flushes it.
     async fn long_delay_holds_a_lone_load_until_close(rt: Rt) {
         let (builder, probe) = builder(&rt);

@@ -71,16 +71,16 @@ impl<R: RunBatch> Collector<R> {
             return true;
         }
         // Counted once, from the first item: later items never push it back.
-        let due = Deadline::after(limits.max_delay);
+        deadline.start(limits.max_delay);
         loop {
             let closed = self.queued.fill(batch, cap);
             if batch.len() >= cap || closed {
-                deadline.unwatch();
+                deadline.finish();
                 return true;
             }
             // Sleeps until the rest of a batch is queued, not per item.
             let rest = pin!(self.queued.ready(cap - batch.len()));
-            if let Either::Right(_) = select(rest, pin!(deadline.until(due))).await {
+            if let Either::Right(_) = select(rest, pin!(deadline.wait())).await {
                 self.queued.fill(batch, cap);
                 return true;
             }

@@ -1,24 +1,31 @@
-//! The collector's batching deadline: one timer, kept from batch to batch.
+//! The collector's batching deadline: how long a batch may wait for more
+//! items, counted from its first.
 //!
-//! futures-timer wakes its timer thread whenever a `Delay` is created, reset
-//! or dropped. A fresh timer per batch therefore cost two thread wake-ups
-//! (and their context switches) for every batch that filled before its
-//! deadline, which is most batches of a burst. The collector keeps one timer
-//! instead: a batch due later than the running timer waits on it as it is,
-//! and re-arms it for the remainder only if it fires first.
+//! On native targets one timer is kept from batch to batch. futures-timer
+//! wakes its timer thread whenever a `Delay` is created, reset or dropped, so
+//! a fresh timer per batch cost two thread wake-ups per batch (creating it and
+//! dropping it), most of them for batches that filled long before their
+//! deadline. A batch due later than the kept timer waits on it as it is, and
+//! re-arms it for the remainder only if it fires first; while batches keep
+//! coming, the timer thread then wakes about once per window.
+//!
+//! On wasm32 there is no timer thread (a timer is a JavaScript timeout) and
+//! the crate's clock there is the wall clock, so each batch gets a fresh
+//! timer, as before.
 
-use std::task::Context;
 use std::time::Duration;
 
-use futures::FutureExt;
 use futures_timer::Delay;
-
-use crate::clock::since_origin;
 
 pub(super) struct Deadline {
     timer: Option<Delay>,
-    /// When `timer` fires, on `since_origin`'s clock; zero once it has fired
-    /// (or before it is first armed), so it is re-armed before the next wait.
+    /// When the current batch is due, on `since_origin`'s clock.
+    #[cfg(not(target_arch = "wasm32"))]
+    due: Duration,
+    /// When `timer` fires, on the same clock. Zero before it is first armed
+    /// and once a poll has seen it fire, so that it is re-armed (never polled
+    /// again as it is) before the next wait.
+    #[cfg(not(target_arch = "wasm32"))]
     fires_at: Duration,
 }
 
@@ -26,25 +33,37 @@ impl Deadline {
     pub(super) fn new() -> Self {
         Self {
             timer: None,
+            #[cfg(not(target_arch = "wasm32"))]
+            due: Duration::ZERO,
+            #[cfg(not(target_arch = "wasm32"))]
             fires_at: Duration::ZERO,
         }
     }
 
-    /// The time `delay` from now, to pass to [`until`](Self::until).
-    pub(super) fn after(delay: Duration) -> Duration {
-        since_origin().saturating_add(delay)
+    /// Opens the window of a batch whose first item has just been gathered.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub(super) fn start(&mut self, delay: Duration) {
+        self.due = crate::clock::since_origin().saturating_add(delay);
     }
 
-    /// Returns once `due` (on `since_origin`'s clock) has passed. Dropping
-    /// the future early leaves the timer armed for the next batch.
-    pub(super) async fn until(&mut self, due: Duration) {
+    /// Opens the window of a batch whose first item has just been gathered.
+    #[cfg(target_arch = "wasm32")]
+    pub(super) fn start(&mut self, delay: Duration) {
+        self.timer = Some(Delay::new(delay));
+    }
+
+    /// Returns once the current batch's window has passed. Dropping the
+    /// future early (the batch filled) leaves the timer armed.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub(super) async fn wait(&mut self) {
+        let due = self.due;
         loop {
-            let now = since_origin();
+            let now = crate::clock::since_origin();
             if now >= due {
                 return;
             }
             let timer = match &mut self.timer {
-                // Still armed, and fires no later than `due`: wait for it.
+                // Armed, not yet fired, and firing no later than `due`.
                 Some(timer) if now < self.fires_at && self.fires_at <= due => timer,
                 Some(timer) => {
                     timer.reset(due - now);
@@ -61,104 +80,169 @@ impl Deadline {
         }
     }
 
-    /// Stops the armed timer from waking the task that last waited on it,
-    /// once its batch is gathered. Without this, a timer kept past its
-    /// batch wakes the collector for nothing, and on a runtime whose workers
-    /// are idle that wake starts a parked worker, which then takes work from
-    /// the busy one.
-    pub(super) fn unwatch(&mut self) {
+    /// Returns once the current batch's window has passed.
+    #[cfg(target_arch = "wasm32")]
+    pub(super) async fn wait(&mut self) {
+        if let Some(timer) = &mut self.timer {
+            timer.await;
+        }
+        // Fired: a JavaScript timeout must not be polled again.
+        self.timer = None;
+    }
+
+    /// The batch was gathered before its window passed. On native targets
+    /// the kept timer stops waking the task that last waited on it: that
+    /// wake would come for nothing, and on a runtime whose workers are idle
+    /// it would start a parked worker, which then takes work from the busy
+    /// one.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub(super) fn finish(&mut self) {
+        use futures::FutureExt;
+
         let Some(timer) = &mut self.timer else {
             return;
         };
-        let mut nobody = Context::from_waker(futures::task::noop_waker_ref());
+        if self.fires_at.is_zero() {
+            return; // seen to fire already: nothing will wake
+        }
+        let mut nobody = std::task::Context::from_waker(futures::task::noop_waker_ref());
         if timer.poll_unpin(&mut nobody).is_ready() {
             self.fires_at = Duration::ZERO;
         }
+    }
+
+    /// The batch was gathered before its window passed: its timer goes.
+    #[cfg(target_arch = "wasm32")]
+    pub(super) fn finish(&mut self) {
+        self.timer = None;
     }
 }
 
 #[cfg(test)]
 #[cfg(not(target_arch = "wasm32"))]
 mod tests {
-    // Native only: these read `std::time::Instant`, which panics on wasm32.
+    // Native only: these read `std::time::Instant`, which panics on wasm32,
+    // and test the kept timer, which wasm32 does not keep.
     use std::future::Future;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::task::Context;
     use std::time::Instant;
 
-    use super::*;
+    use futures::FutureExt;
 
-    #[test]
-    fn waits_until_it_is_due() {
-        let mut deadline = Deadline::new();
-        let start = Instant::now();
-        futures::executor::block_on(deadline.until(Deadline::after(Duration::from_millis(30))));
-        assert!(start.elapsed() >= Duration::from_millis(30));
+    use super::*;
+    use crate::clock::since_origin;
+
+    fn ms(millis: u64) -> Duration {
+        Duration::from_millis(millis)
+    }
+
+    /// Polls the current wait once, as the collector does before the batch
+    /// fills, and drops it.
+    fn wait_once(deadline: &mut Deadline, context: &mut Context<'_>) {
+        let mut wait = Box::pin(deadline.wait());
+        assert!(wait.as_mut().poll(context).is_pending());
+    }
+
+    fn nobody() -> Context<'static> {
+        Context::from_waker(futures::task::noop_waker_ref())
     }
 
     #[test]
-    fn a_timer_kept_from_an_earlier_batch_fires_then_is_rearmed() {
+    fn waits_until_the_window_has_passed() {
         let mut deadline = Deadline::new();
-        // An earlier batch arms the timer for 20 ms, then fills and stops
-        // waiting: the timer stays armed.
-        assert!(deadline
-            .until(Deadline::after(Duration::from_millis(20)))
-            .now_or_never()
-            .is_none());
         let start = Instant::now();
-        // The next batch is due later: the kept timer fires first, and the
-        // wait goes on until the later time.
-        futures::executor::block_on(deadline.until(Deadline::after(Duration::from_millis(60))));
-        assert!(start.elapsed() >= Duration::from_millis(60));
+        deadline.start(ms(30));
+        futures::executor::block_on(deadline.wait());
+        assert!(start.elapsed() >= ms(30));
+    }
+
+    #[test]
+    fn a_kept_timer_firing_before_the_next_window_ends_is_reused() {
+        let mut deadline = Deadline::new();
+        deadline.start(ms(1_000));
+        wait_once(&mut deadline, &mut nobody());
+        let first = deadline.fires_at;
+        deadline.start(ms(2_000));
+        if since_origin() >= first {
+            return; // the machine stalled for a second: nothing to check
+        }
+        wait_once(&mut deadline, &mut nobody());
+        assert_eq!(deadline.fires_at, first, "the kept timer was reset");
+    }
+
+    #[test]
+    fn a_kept_timer_that_fires_early_is_rearmed_for_the_rest() {
+        let mut deadline = Deadline::new();
+        deadline.start(ms(20));
+        wait_once(&mut deadline, &mut nobody());
+        let start = Instant::now();
+        deadline.start(ms(60));
+        futures::executor::block_on(deadline.wait());
+        assert!(start.elapsed() >= ms(60));
+    }
+
+    #[test]
+    fn a_timer_seen_to_fire_is_rearmed_not_polled_again() {
+        let mut deadline = Deadline::new();
+        deadline.start(ms(5));
+        futures::executor::block_on(deadline.wait());
+        deadline.start(ms(500));
+        // Reusing the fired timer would spin until due, then be ready.
+        wait_once(&mut deadline, &mut nobody());
+        assert_eq!(deadline.fires_at, deadline.due);
+    }
+
+    #[test]
+    fn a_window_of_zero_arms_nothing() {
+        let mut deadline = Deadline::new();
+        deadline.start(Duration::ZERO);
+        assert_eq!(deadline.wait().now_or_never(), Some(()));
+        assert!(deadline.timer.is_none());
     }
 
     /// Counts the wakes of the task it stands for.
     #[derive(Default)]
-    struct Wakes(std::sync::atomic::AtomicUsize);
+    struct Wakes(AtomicUsize);
 
     impl futures::task::ArcWake for Wakes {
-        fn wake_by_ref(wakes: &std::sync::Arc<Self>) {
-            wakes.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        fn wake_by_ref(wakes: &Arc<Self>) {
+            wakes.0.fetch_add(1, Ordering::SeqCst);
         }
     }
 
-    /// Arms a timer for 10 ms with a counting waker and stops waiting on it,
-    /// as a batch that fills early does; `unwatch` as the collector does.
-    fn wakes_of_a_kept_timer(unwatch: bool) -> usize {
-        let wakes = std::sync::Arc::new(Wakes::default());
+    /// How often a batch's timer wakes the collector after the batch filled
+    /// early: `finish`ed as the collector does, or not. `None` if the machine
+    /// stalled past the window before `finish` ran (nothing to conclude).
+    fn wakes_after_an_early_batch(finish: bool) -> Option<usize> {
+        let wakes = Arc::new(Wakes::default());
         let waker = futures::task::waker(wakes.clone());
-        let mut context = Context::from_waker(&waker);
         let mut deadline = Deadline::new();
-        let due = Deadline::after(Duration::from_millis(10));
-        let mut wait = Box::pin(deadline.until(due));
-        assert!(wait.as_mut().poll(&mut context).is_pending());
-        drop(wait);
-        if unwatch {
-            deadline.unwatch();
+        deadline.start(ms(200));
+        wait_once(&mut deadline, &mut Context::from_waker(&waker));
+        if finish {
+            deadline.finish();
         }
-        // Watched: until the wake comes. Unwatched: well past due (this can
-        // only pass falsely if the timer thread is later still).
-        let patience = Duration::from_millis(if unwatch { 200 } else { 5_000 });
+        if since_origin() >= deadline.due {
+            return None;
+        }
+        // Finished: well past the window. Not: until the wake comes.
+        let patience = ms(if finish { 500 } else { 5_000 });
         let limit = Instant::now() + patience;
-        while wakes.0.load(std::sync::atomic::Ordering::SeqCst) == 0 && Instant::now() < limit {
-            std::thread::sleep(Duration::from_millis(5));
+        while wakes.0.load(Ordering::SeqCst) == 0 && Instant::now() < limit {
+            std::thread::sleep(ms(5));
         }
-        wakes.0.load(std::sync::atomic::Ordering::SeqCst)
+        Some(wakes.0.load(Ordering::SeqCst))
     }
 
     #[test]
-    fn an_unwatched_timer_wakes_nobody() {
-        assert_eq!(
-            wakes_of_a_kept_timer(false),
-            1,
-            "a kept timer wakes its last waiter"
-        );
-        assert_eq!(wakes_of_a_kept_timer(true), 0);
-    }
-
-    #[test]
-    fn a_past_due_time_returns_at_once() {
-        let mut deadline = Deadline::new();
-        let past = Deadline::after(Duration::ZERO);
-        assert_eq!(deadline.until(past).now_or_never(), Some(()));
-        assert!(deadline.timer.is_none(), "no timer armed for nothing");
+    fn a_finished_batch_s_timer_wakes_nobody() {
+        if let Some(wakes) = wakes_after_an_early_batch(false) {
+            assert_eq!(wakes, 1, "an unfinished timer wakes its last waiter");
+        }
+        if let Some(wakes) = wakes_after_an_early_batch(true) {
+            assert_eq!(wakes, 0);
+        }
     }
 }
