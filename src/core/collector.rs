@@ -11,8 +11,9 @@ use futures::future::{select, Either};
 use super::backlog::Backlog;
 use super::deadline::Deadline;
 use super::dispatch::Dispatch;
-use super::forced::{lock, Forced};
+use super::forced::Forced;
 use super::RunBatch;
+use crate::unpoisoned::lock;
 
 pub(super) struct Collector<R: RunBatch> {
     pub(super) dispatch: Arc<Dispatch<R>>,

@@ -106,8 +106,8 @@ impl<R: RunBatch> Future for Lead<R> {
             batch, yields_left, ..
         } = &mut this.state
         {
-            // Yield so that loads polled alongside can join, unless the batch
-            // is already full and nobody could.
+            // Yield so that loads polled meanwhile queue rather than lead,
+            // unless the batch is already full and nobody could join it.
             if *yields_left > 0 && batch.len() < max_batch_size {
                 *yields_left -= 1;
                 cx.waker().wake_by_ref();

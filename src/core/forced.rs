@@ -4,7 +4,7 @@
 use std::sync::atomic::AtomicBool;
 use std::sync::Mutex;
 
-pub(super) use crate::unpoisoned::lock;
+use crate::unpoisoned::lock;
 
 /// What a forced stop hands back, and how many `shutdown_now` calls are
 /// waiting to take it. With none waiting (the calls were dropped), the items

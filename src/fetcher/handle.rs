@@ -160,15 +160,11 @@ impl<F: Fetcher> BatchFetcher<F> {
                 None => self.join_or_queue(&mut reader, key, true),
             }
         };
-        let answer = match queued {
-            (answer, None) => answer,
+        match queued {
             // Run outside the map's lock: the batch takes it to deliver.
-            (answer, Some(lead)) => {
-                lead.await;
-                answer
-            }
-        };
-        self.finish(key, answer).await
+            (Known::Join(promise), Some(lead)) => self.lead(key, lead, promise).await,
+            (answer, _) => self.finish(key, answer).await,
+        }
     }
 
     /// Loads several keys and returns their values in input order. Unknown
