@@ -38,9 +38,10 @@
 //! 1. From the identity map, under a shared read lock (taken without waiting
 //!    when it is free; no lock is ever held across a fetch).
 //! 2. By joining the fetch already queued or running for the same key.
-//! 3. Otherwise the key is queued; a collector task forms batches of at most
-//!    `max_batch_size` keys, each dispatched when full or `max_delay` after its
-//!    first key, with at most `max_in_flight` fetches running at once.
+//! 3. Otherwise the key is queued; batches hold at most `max_batch_size` keys,
+//!    each dispatched when full or `max_delay` after its first key, with at
+//!    most `max_in_flight` fetches running at once. The load that completes a
+//!    batch fetches it on its own task; a collector task dispatches the rest.
 //!
 //! Errors are typed ([`LoadError`]); a failed or panicking fetch fails only
 //! its batch and is not remembered; a dropped `load` future never cancels a
@@ -101,8 +102,8 @@
 //! feature adds one span per batch.
 //!
 //! # Runtimes
-//! anybatch needs no particular runtime: the collector and the fetches are
-//! started through a [`Spawner`]. Timers come from `futures-timer`, the close
+//! anybatch needs no particular runtime: the collector and the fetches it
+//! dispatches are started through a [`Spawner`]. Timers come from `futures-timer`, the close
 //! and shutdown signals from `async-channel`.
 //!
 //! # Features

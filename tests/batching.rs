@@ -39,6 +39,20 @@ fn spawn_loads(
         .collect()
 }
 
+/// A loader with batches of 10 and no timer, on a spawner that counts its
+/// tasks.
+fn counted_loader(rt: &Rt) -> (Loader, Probe, CountedSpawner) {
+    let (builder, probe) = builder(rt);
+    let spawner = CountedSpawner::new(rt);
+    let loader = builder
+        .spawner(spawner.clone())
+        .max_batch_size(10)
+        .max_delay(FOREVER)
+        .build()
+        .unwrap();
+    (loader, probe, spawner)
+}
+
 runtime_tests! {
     /// Concurrent loads from one task form one fetch holding every key.
     async fn batches_concurrent_loads(rt: Rt) {
@@ -177,6 +191,65 @@ runtime_tests! {
         let (two, three) = futures::join!(loader.load(2), loader.load(3));
         assert_eq!((two, three), (Ok(20), Ok(30)));
         assert_eq!(probe.batches()[0], [1]);
+    }
+
+    /// The load that completes a batch fetches it on its own task: three
+    /// full batches from one `join_all` spawn no task besides the collector.
+    async fn a_full_batch_is_fetched_by_the_load_that_completed_it(rt: Rt) {
+        let (loader, probe, spawner) = counted_loader(&rt);
+        let values = futures::future::join_all((0..30).map(|key| loader.load(key))).await;
+        assert_eq!(values, (0..30).map(|key| Ok(value_of(key))).collect::<Vec<_>>());
+        assert_eq!(probe.batch_count(), 3, "batches: {:?}", probe.batches());
+        assert_eq!(spawner.spawned(), 1, "only the collector was spawned");
+        assert_fetched_once(&probe, 0..30);
+    }
+
+    /// The batches a `load_many` completes run on its task side by side:
+    /// all three start while the first is still held at the gate.
+    async fn load_many_runs_the_batches_it_completes_side_by_side(rt: Rt) {
+        let (loader, probe, spawner) = counted_loader(&rt);
+        let gate = probe.close_gate().await;
+        let keys: Vec<u64> = (0..30).collect();
+        let load = {
+            let (loader, keys) = (loader.clone(), keys.clone());
+            rt.spawn(async move { loader.load_many(&keys).await })
+        };
+        let mut started = Vec::new();
+        for _ in 0..3 {
+            started.extend(probe.started().await);
+        }
+        drop(gate);
+        assert_eq!(load.await, Ok(keys.iter().map(|&key| value_of(key)).collect()));
+        assert_eq!(sorted(started), keys);
+        assert_eq!(spawner.spawned(), 1, "only the collector was spawned");
+    }
+
+    /// After a load took the batch it completed, the next batch's window is
+    /// counted from its own first key, not from the taken batch's: a key
+    /// arriving late in the old window still waits its whole delay.
+    // Native only: it reads `std::time::Instant`, which panics on wasm32.
+    #[cfg(not(target_arch = "wasm32"))]
+    async fn the_window_after_a_taken_batch_starts_at_its_first_key(rt: Rt) {
+        let window = Duration::from_millis(300);
+        let (builder, probe) = builder(&rt);
+        let loader = builder.max_batch_size(2).max_delay(window).build().unwrap();
+        let first = {
+            let loader = loader.clone();
+            rt.spawn(async move { loader.load(1).await })
+        };
+        // Time for the collector to open the window of key 1.
+        sleep(Duration::from_millis(50)).await;
+        assert_eq!(loader.load(2).await, Ok(20), "2 completes the batch and runs it");
+        assert_eq!(first.await, Ok(10));
+        sleep(Duration::from_millis(150)).await;
+        let start = std::time::Instant::now();
+        assert_eq!(loader.load(3).await, Ok(30));
+        assert!(
+            start.elapsed() >= window,
+            "3 waited {:?} of its {window:?}",
+            start.elapsed()
+        );
+        assert_eq!(probe.batches(), [vec![1, 2], vec![3]]);
     }
 
     /// With a long delay, a lone load waits for more keys; `close` flushes it.

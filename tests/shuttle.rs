@@ -95,6 +95,14 @@ impl Probe {
 }
 
 fn loader(max_batch_size: usize, max_in_flight: usize) -> (BatchFetcher<Tens>, Probe) {
+    loader_with_delay(Duration::ZERO, max_batch_size, max_in_flight)
+}
+
+fn loader_with_delay(
+    max_delay: Duration,
+    max_batch_size: usize,
+    max_in_flight: usize,
+) -> (BatchFetcher<Tens>, Probe) {
     let batches = Arc::default();
     let alive = Arc::new(());
     let probe = Probe {
@@ -105,7 +113,7 @@ fn loader(max_batch_size: usize, max_in_flight: usize) -> (BatchFetcher<Tens>, P
         batches,
         _alive: alive,
     })
-    .max_delay(Duration::ZERO)
+    .max_delay(max_delay)
     .max_batch_size(max_batch_size)
     .max_in_flight(max_in_flight)
     .spawner(shuttle_spawner)
@@ -268,6 +276,42 @@ fn dropped_leader_still_answers_the_joiner() {
     );
     assert!(seen_count("leader dropped unanswered") > 0);
     seen_count("leader answered");
+}
+
+/// Full batches only: with an hour's delay, 15 tasks load a key each
+/// (batches of 3, one slot in flight). Whoever takes each batch, the
+/// collector or the load completing it, every batch is full and every load
+/// answered. A batch cut short would leave keys queued for an hour, which
+/// shuttle reports as a deadlock. (The hour's timer is armed, never fired.)
+#[test]
+fn full_batches_are_taken_whole_by_the_collector_or_a_load() {
+    const KEYS: u64 = 15;
+    explore(
+        || {
+            block_on(async {
+                let (loader, probe) = loader_with_delay(Duration::from_secs(3600), 3, 1);
+                let loads: Vec<_> = (0..KEYS)
+                    .map(|key| {
+                        let loader = loader.clone();
+                        spawn(async move {
+                            for _ in 0..shuttle::rand::thread_rng().next_u64() % 3 {
+                                yield_now().await;
+                            }
+                            loader.load(key).await
+                        })
+                    })
+                    .collect();
+                for (key, load) in (0..KEYS).zip(loads) {
+                    assert_eq!(load.await.unwrap(), Ok(key * 10));
+                }
+                let batches = probe.batches.lock().unwrap().clone();
+                assert!(batches.iter().all(|batch| batch.len() == 3), "{batches:?}");
+                probe.check_batches(3);
+                loader.close().await;
+            })
+        },
+        iterations(),
+    );
 }
 
 /// Doubles values and records each one it ran.

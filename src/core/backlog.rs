@@ -2,14 +2,17 @@
 //! collector takes them, a batch at a time.
 //!
 //! A push is one short std mutex section and no wake-up unless the collector
-//! asked for one: it says how many items it waits for (one when idle, the
-//! rest of a batch while gathering), so a burst wakes it once per batch
-//! instead of once per item, as a channel would.
+//! asked for one: it says how many items it waits for (one when idle, a full
+//! batch while gathering), so a burst wakes it at most once per batch
+//! instead of once per item, as a channel would. A push that completes a
+//! batch reports it ([`Pushed::Full`]) instead of ringing: its caller takes
+//! the batch and runs it itself if it can, and rings only if it cannot.
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::sync::{Mutex, MutexGuard};
 use std::task::Poll;
+use std::time::Duration;
 
 use async_lock::Semaphore;
 use futures::task::AtomicWaker;
@@ -24,6 +27,12 @@ pub(crate) struct Backlog<T> {
     /// Free places when `max_queued` bounds the queue: a push takes one, the
     /// collector gives back what it takes.
     room: Option<Semaphore>,
+    /// A push that brings the queue to a multiple of this reports a full
+    /// batch.
+    batch_size: usize,
+    /// Whether the arrival of a batch's first item is timed (a non-zero
+    /// `max_delay`).
+    timed: bool,
 }
 
 struct State<T> {
@@ -32,6 +41,38 @@ struct State<T> {
     /// The collector sleeps until this many items are queued; 0 when it is
     /// not asleep.
     wake_at: usize,
+    /// When the oldest queued item arrived (`since_origin`'s clock), if
+    /// timed: stamped when an item lands in an empty queue. After a partial
+    /// take it is older than the oldest item left, so a deadline counted
+    /// from it can come early, never late.
+    first_at: Duration,
+}
+
+/// What a push left behind.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Pushed {
+    Queued,
+    /// The queue now holds a multiple of the batch size: the caller should
+    /// take a batch (`fill`) or, if it cannot run one, [`Backlog::ring`].
+    Full,
+}
+
+/// The queue as the collector sees it, read under one lock.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Pending {
+    pub(crate) len: usize,
+    pub(crate) closed: bool,
+    pub(crate) first_at: Duration,
+}
+
+impl Pending {
+    fn of<T>(state: &State<T>) -> Self {
+        Self {
+            len: state.items.len(),
+            closed: state.closed,
+            first_at: state.first_at,
+        }
+    }
 }
 
 /// Once empty, a queue holding more than this much room gives it back, so a
@@ -43,15 +84,20 @@ const KEPT_CAPACITY: usize = 1024;
 const EVERYONE: usize = usize::MAX >> 2;
 
 impl<T> Backlog<T> {
-    pub(crate) fn new(max_queued: Option<usize>) -> Self {
+    /// A queue holding at most `max_queued` items, if given, that reports
+    /// every `batch_size`-th item and, if `timed`, stamps each batch's first.
+    pub(crate) fn new(max_queued: Option<usize>, batch_size: usize, timed: bool) -> Self {
         Self {
             state: Mutex::new(State {
                 items: VecDeque::new(),
                 closed: false,
                 wake_at: 0,
+                first_at: Duration::ZERO,
             }),
             doorbell: AtomicWaker::new(),
             room: max_queued.map(Semaphore::new),
+            batch_size: batch_size.max(1),
+            timed,
         }
     }
 
@@ -60,7 +106,7 @@ impl<T> Backlog<T> {
     }
 
     /// Queues `item` if the queue is open and has room.
-    pub(crate) fn push(&self, item: T) -> Result<(), Refused<T>> {
+    pub(crate) fn push(&self, item: T) -> Result<Pushed, Refused<T>> {
         if let Some(room) = &self.room {
             match room.try_acquire() {
                 Some(place) => place.forget(),
@@ -72,7 +118,7 @@ impl<T> Backlog<T> {
     }
 
     /// Queues `item`, waiting for room; hands it back if the queue closes.
-    pub(crate) async fn push_waiting(&self, item: T) -> Result<(), T> {
+    pub(crate) async fn push_waiting(&self, item: T) -> Result<Pushed, T> {
         if let Some(room) = &self.room {
             room.acquire().await.forget();
         }
@@ -80,13 +126,20 @@ impl<T> Backlog<T> {
     }
 
     /// Adds `item` (its place already taken) and rings the collector if it
-    /// now has what it waits for.
-    fn enqueue(&self, item: T) -> Result<(), T> {
+    /// now has what it waits for, unless the item completes a batch: that
+    /// is left to the caller (see [`Pushed::Full`]).
+    fn enqueue(&self, item: T) -> Result<Pushed, T> {
         let mut state = self.lock();
         if state.closed {
             return Err(item);
         }
+        if self.timed && state.items.is_empty() {
+            state.first_at = crate::clock::since_origin();
+        }
         state.items.push_back(item);
+        if state.items.len() % self.batch_size == 0 {
+            return Ok(Pushed::Full);
+        }
         let ring = state.wake_at != 0 && state.items.len() >= state.wake_at;
         if ring {
             state.wake_at = 0;
@@ -95,7 +148,27 @@ impl<T> Backlog<T> {
         if ring {
             self.doorbell.wake();
         }
-        Ok(())
+        Ok(Pushed::Queued)
+    }
+
+    /// Rings the collector if it waits for what is queued now: after a
+    /// [`Pushed::Full`] whose batch the caller could not take.
+    pub(crate) fn ring(&self) {
+        let mut state = self.lock();
+        let ring = state.wake_at != 0 && (state.items.len() >= state.wake_at || state.closed);
+        if ring {
+            state.wake_at = 0;
+        }
+        drop(state);
+        if ring {
+            self.doorbell.wake();
+        }
+    }
+
+    /// How many items are queued, whether the queue is closed, and when the
+    /// oldest arrived.
+    pub(crate) fn pending(&self) -> Pending {
+        Pending::of(&self.lock())
     }
 
     /// Waits until at least `wanted` items are queued or the queue is closed.
@@ -118,8 +191,22 @@ impl<T> Backlog<T> {
     /// Returns whether the queue was closed, seen under the same lock: if
     /// it was and nothing was taken, it is drained for good.
     pub(crate) fn fill(&self, batch: &mut Vec<T>, cap: usize) -> bool {
+        self.fill_if(batch, cap, |_| true)
+    }
+
+    /// [`fill`](Self::fill), if `ready` holds of the queue as seen under the
+    /// same lock: a decision made on an earlier look may no longer hold.
+    pub(crate) fn fill_if(
+        &self,
+        batch: &mut Vec<T>,
+        cap: usize,
+        ready: impl FnOnce(Pending) -> bool,
+    ) -> bool {
         let mut state = self.lock();
         let closed = state.closed;
+        if !ready(Pending::of(&state)) {
+            return closed;
+        }
         let taken = cap.saturating_sub(batch.len()).min(state.items.len());
         batch.extend(state.items.drain(..taken));
         if state.items.is_empty() && state.items.capacity() > KEPT_CAPACITY {
@@ -187,7 +274,7 @@ mod tests {
 
     #[test]
     fn a_burst_wakes_the_collector_once_per_wanted_amount() {
-        let backlog = Backlog::new(None);
+        let backlog = Backlog::new(None, 100, false);
         let wakes = Arc::new(Counted::default());
         let waker = wakes.clone().into();
         let mut context = Context::from_waker(&waker);
@@ -209,7 +296,7 @@ mod tests {
 
     #[test]
     fn bounded_queue_refuses_when_full_and_frees_room_when_taken() {
-        let backlog = Backlog::new(Some(2));
+        let backlog = Backlog::new(Some(2), 100, false);
         backlog.push(1).unwrap();
         backlog.push(2).unwrap();
         assert!(matches!(backlog.push(3), Err(Refused::Full(3))));
@@ -224,7 +311,7 @@ mod tests {
 
     #[test]
     fn closing_releases_pushers_waiting_for_room() {
-        let backlog = Backlog::new(Some(1));
+        let backlog = Backlog::new(Some(1), 100, false);
         backlog.push(1).unwrap();
         let mut context = Context::from_waker(futures::task::noop_waker_ref());
         let mut waiting = pin!(backlog.push_waiting(2));
@@ -235,7 +322,7 @@ mod tests {
 
     #[test]
     fn an_emptied_queue_gives_its_memory_back() {
-        let backlog = Backlog::new(None);
+        let backlog = Backlog::new(None, 100, false);
         for item in 0..100_000 {
             backlog.push(item).unwrap();
         }

@@ -1,14 +1,17 @@
-//! The collector task: takes items from the queue, forms batches by size and
-//! delay, and starts each one within the in-flight limit.
+//! The collector task: watches the queue, and takes and starts each batch
+//! the requests did not take themselves (one whose delay has passed, or a
+//! full one when no in-flight slot was free for its last request), within
+//! the in-flight limit.
 
 use std::pin::pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_channel::{Receiver, Sender};
 use futures::future::{select, Either};
 
-use super::backlog::Backlog;
+use super::backlog::{Backlog, Pending};
 use super::deadline::Deadline;
 use super::dispatch::Dispatch;
 use super::forced::Forced;
@@ -28,62 +31,81 @@ pub(super) struct Collector<R: RunBatch> {
 impl<R: RunBatch> Collector<R> {
     pub(super) async fn run(self) {
         let dispatch = &self.dispatch;
-        let mut batch = Vec::new();
+        let cap = dispatch.limits.max_batch_size;
         let mut deadline = Deadline::new();
         loop {
-            // The batch lives out here, so a stop mid-gathering loses nothing.
-            let gather = self.gather(&mut batch, &mut deadline);
+            // Items stay queued until a batch is taken, so a stop mid-way
+            // hands every one of them back.
+            let gather = self.gather(&mut deadline);
             let gathered = match select(pin!(gather), pin!(self.stopped.recv())).await {
                 Either::Left((more, _)) => Some(more),
                 Either::Right(_) => None,
             };
-            match gathered {
-                Some(true) if !self.is_forced() => {}
-                Some(false) => return, // closed and drained
-                Some(true) | None => return self.hand_back(batch).await,
-            }
+            let take = match gathered {
+                Some(Some(take)) if !self.is_forced() => take,
+                Some(None) => return, // closed and drained
+                Some(Some(_)) | None => return self.hand_back().await,
+            };
             let slot = dispatch.in_flight.acquire_arc();
             let permit = match select(pin!(slot), pin!(self.stopped.recv())).await {
                 Either::Left((permit, _)) if !self.is_forced() => permit,
-                _ => return self.hand_back(batch).await,
+                _ => return self.hand_back().await,
             };
-            // Items that queued while every slot was busy join this batch.
-            self.queued.fill(&mut batch, dispatch.limits.max_batch_size);
-            let run = dispatch.batch(std::mem::take(&mut batch), permit, self.alive.clone());
-            dispatch.spawner.spawn(run);
+            // Items that queued while every slot was busy join this batch,
+            // unless a request took the batch meanwhile: then it is back to
+            // gathering, or the collector would cut the next batch short.
+            let mut batch = Vec::new();
+            self.queued
+                .fill_if(&mut batch, cap, |now| take.holds(now, cap));
+            if !batch.is_empty() {
+                let run = dispatch.batch(batch, permit, self.alive.clone());
+                dispatch.spawner.spawn(run);
+            }
         }
     }
 
-    /// Waits for a first item (unless the batch already holds some), then
-    /// gathers until the batch is full, the delay since that first item has
-    /// passed, or the queue is closed and empty. `false` once the queue is
-    /// closed and drained with nothing gathered.
-    async fn gather(&self, batch: &mut Vec<R::Item>, deadline: &mut Deadline) -> bool {
+    /// Waits until a batch should be taken: the queue holds a full one, the
+    /// delay since the oldest queued item has passed, or the queue is closed;
+    /// says which. `None` once the queue is closed and drained. Items are only
+    /// counted here, not taken, so that the request completing a batch can
+    /// take it.
+    async fn gather(&self, deadline: &mut Deadline) -> Option<Take> {
         let limits = &self.dispatch.limits;
         let cap = limits.max_batch_size;
-        while batch.is_empty() {
-            self.queued.ready(1).await;
-            // Empty: closed and drained, or a leading caller took the items.
-            if self.queued.fill(batch, cap) && batch.is_empty() {
-                return false;
-            }
-        }
-        if limits.max_delay.is_zero() {
-            return true;
-        }
-        // Counted once, from the first item: later items never push it back.
-        deadline.start(limits.max_delay);
+        let mut timing = false;
         loop {
-            let closed = self.queued.fill(batch, cap);
-            if batch.len() >= cap || closed {
-                deadline.finish();
-                return true;
+            let seen = self.queued.pending();
+            let take = if seen.len >= cap {
+                Some(Take::Full)
+            } else if seen.closed || (seen.len > 0 && limits.max_delay.is_zero()) {
+                Some(Take::Any)
+            } else {
+                None
+            };
+            if let Some(take) = take {
+                if timing {
+                    deadline.finish();
+                }
+                return (seen.len > 0).then_some(take);
             }
-            // Sleeps until the rest of a batch is queued, not per item.
-            let rest = pin!(self.queued.ready(cap - batch.len()));
-            if let Either::Right(_) = select(rest, pin!(deadline.wait())).await {
-                self.queued.fill(batch, cap);
-                return true;
+            if seen.len == 0 {
+                // Empty: a request took the batch, or nothing came yet.
+                if std::mem::take(&mut timing) {
+                    deadline.finish();
+                }
+                self.queued.ready(1).await;
+                continue;
+            }
+            // Counted from the oldest item: later items never push it back.
+            deadline.start_at(seen.first_at.saturating_add(limits.max_delay));
+            timing = true;
+            // Sleeps until a full batch is queued, not per item.
+            let full = pin!(self.queued.ready(cap));
+            if let Either::Right(_) = select(full, pin!(deadline.wait())).await {
+                let due = Take::Due(seen.first_at);
+                if due.holds(self.queued.pending(), cap) {
+                    return Some(due);
+                }
             }
         }
     }
@@ -92,8 +114,8 @@ impl<R: RunBatch> Collector<R> {
         self.forced.requested.load(Ordering::SeqCst)
     }
 
-    /// Forced stop: everything held or still queued goes back to the handle.
-    async fn hand_back(self, batch: Vec<R::Item>) {
+    /// Forced stop: everything still queued goes back to the handle.
+    async fn hand_back(self) {
         // `stop` closes after the queue, so once this returns nothing more
         // can be pushed and the drain below is complete.
         drop(self.stop_keeper);
@@ -102,8 +124,30 @@ impl<R: RunBatch> Collector<R> {
         if hand_back.claimants == 0 {
             return; // nobody waits for them: dropping answers their callers
         }
-        hand_back.items.extend(batch);
         hand_back.items.extend(self.queued.take_all());
+    }
+}
+
+/// Why the collector takes a batch.
+#[derive(Clone, Copy)]
+enum Take {
+    /// A full batch is queued.
+    Full,
+    /// The window of the batch whose oldest item arrived then has passed.
+    Due(Duration),
+    /// Whatever is queued: the queue is closed, or the delay is zero.
+    Any,
+}
+
+impl Take {
+    /// Whether the reason still holds for the queue as it is `now`: a
+    /// request may have taken the batch meanwhile.
+    fn holds(self, now: Pending, cap: usize) -> bool {
+        match self {
+            Take::Full => now.len >= cap,
+            Take::Due(first_at) => now.len > 0 && now.first_at == first_at,
+            Take::Any => true,
+        }
     }
 }
 

@@ -21,7 +21,6 @@ use futures_timer::Delay;
 pub(super) struct Deadline {
     timer: Option<Delay>,
     /// When the current batch is due, on `since_origin`'s clock.
-    #[cfg(not(target_arch = "wasm32"))]
     due: Duration,
     /// When `timer` fires, on the same clock. Zero before it is first armed
     /// and once a poll has seen it fire, so that it is re-armed (never polled
@@ -34,23 +33,27 @@ impl Deadline {
     pub(super) fn new() -> Self {
         Self {
             timer: None,
-            #[cfg(not(target_arch = "wasm32"))]
             due: Duration::ZERO,
             #[cfg(not(target_arch = "wasm32"))]
             fires_at: Duration::ZERO,
         }
     }
 
-    /// Opens the window of a batch whose first item has just been gathered.
+    /// Sets when the current batch is due, on `since_origin`'s clock.
     #[cfg(not(target_arch = "wasm32"))]
-    pub(super) fn start(&mut self, delay: Duration) {
-        self.due = crate::clock::since_origin().saturating_add(delay);
+    pub(super) fn start_at(&mut self, due: Duration) {
+        self.due = due;
     }
 
-    /// Opens the window of a batch whose first item has just been gathered.
+    /// Sets when the current batch is due, on `since_origin`'s clock; a new
+    /// due time gets a new timer.
     #[cfg(target_arch = "wasm32")]
-    pub(super) fn start(&mut self, delay: Duration) {
-        self.timer = Some(Delay::new(delay));
+    pub(super) fn start_at(&mut self, due: Duration) {
+        if self.timer.is_none() || due != self.due {
+            self.due = due;
+            let left = due.saturating_sub(crate::clock::since_origin());
+            self.timer = Some(Delay::new(left));
+        }
     }
 
     /// Returns once the current batch's window has passed. Dropping the
@@ -139,6 +142,11 @@ mod tests {
         Duration::from_millis(millis)
     }
 
+    /// Opens a window of `delay` from now.
+    fn open(deadline: &mut Deadline, delay: Duration) {
+        deadline.start_at(since_origin() + delay);
+    }
+
     /// Polls the current wait once, as the collector does before the batch
     /// fills, and drops it. `false` if the window had already passed (the
     /// machine stalled): the caller then has nothing to conclude.
@@ -155,7 +163,7 @@ mod tests {
     fn waits_until_the_window_has_passed() {
         let mut deadline = Deadline::new();
         let start = Instant::now();
-        deadline.start(ms(30));
+        open(&mut deadline, ms(30));
         futures::executor::block_on(deadline.wait());
         assert!(start.elapsed() >= ms(30));
     }
@@ -163,12 +171,12 @@ mod tests {
     #[test]
     fn a_kept_timer_firing_before_the_next_window_ends_is_reused() {
         let mut deadline = Deadline::new();
-        deadline.start(ms(1_000));
+        open(&mut deadline, ms(1_000));
         if !wait_once(&mut deadline, &mut nobody()) {
             return;
         }
         let first = deadline.fires_at;
-        deadline.start(ms(2_000));
+        open(&mut deadline, ms(2_000));
         if since_origin() >= first || !wait_once(&mut deadline, &mut nobody()) {
             return; // the machine stalled for a second: nothing to check
         }
@@ -178,12 +186,12 @@ mod tests {
     #[test]
     fn a_kept_timer_that_fires_early_is_rearmed_for_the_rest() {
         let mut deadline = Deadline::new();
-        deadline.start(ms(20));
+        open(&mut deadline, ms(20));
         // Whether or not a stall let the 20 ms pass first, the next window
         // must last its full 60 ms.
         wait_once(&mut deadline, &mut nobody());
         let start = Instant::now();
-        deadline.start(ms(60));
+        open(&mut deadline, ms(60));
         futures::executor::block_on(deadline.wait());
         assert!(start.elapsed() >= ms(60));
     }
@@ -191,9 +199,9 @@ mod tests {
     #[test]
     fn a_timer_seen_to_fire_is_rearmed_not_polled_again() {
         let mut deadline = Deadline::new();
-        deadline.start(ms(5));
+        open(&mut deadline, ms(5));
         futures::executor::block_on(deadline.wait());
-        deadline.start(ms(5_000));
+        open(&mut deadline, ms(5_000));
         // Reusing the fired timer would spin until due, then be ready; no
         // stall between these two lines lasts five seconds.
         assert!(wait_once(&mut deadline, &mut nobody()), "spun until due");
@@ -203,7 +211,7 @@ mod tests {
     #[test]
     fn a_window_of_zero_arms_nothing() {
         let mut deadline = Deadline::new();
-        deadline.start(Duration::ZERO);
+        open(&mut deadline, Duration::ZERO);
         assert_eq!(deadline.wait().now_or_never(), Some(()));
         assert!(deadline.timer.is_none());
     }
@@ -225,7 +233,7 @@ mod tests {
         let wakes = Arc::new(Wakes::default());
         let waker = futures::task::waker(wakes.clone());
         let mut deadline = Deadline::new();
-        deadline.start(ms(200));
+        open(&mut deadline, ms(200));
         if !wait_once(&mut deadline, &mut Context::from_waker(&waker)) {
             return None;
         }

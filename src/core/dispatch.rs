@@ -54,10 +54,14 @@ impl<R: RunBatch> Dispatch<R> {
     }
 }
 
-/// A batch run on the caller's task (see [`Queue::try_lead`]).
+/// A batch run on the caller's task: the batch of a lone request on an idle
+/// loader (see `Queue::try_lead`), or a full batch its last request took
+/// (see `Queue::push`).
 pub(crate) struct Lead<R: RunBatch> {
     pub(super) dispatch: Arc<Dispatch<R>>,
     pub(super) state: LeadState<R::Item>,
+    /// Holds `dispatch.leading`, and gathers what queues until it starts.
+    pub(super) idle: bool,
 }
 
 pub(super) enum LeadState<T> {
@@ -85,10 +89,12 @@ impl<R: RunBatch> Lead<R> {
             return None;
         };
         let dispatch = &self.dispatch;
-        dispatch
-            .queued
-            .fill(&mut batch, dispatch.limits.max_batch_size);
-        dispatch.leading.store(false, Ordering::Release);
+        if self.idle {
+            dispatch
+                .queued
+                .fill(&mut batch, dispatch.limits.max_batch_size);
+            dispatch.leading.store(false, Ordering::Release);
+        }
         Some(dispatch.batch(batch, permit, alive))
     }
 }

@@ -1,6 +1,8 @@
 //! The one batch core: a queue feeding a collector task that forms batches
-//! and starts them. The fetcher and the executor are thin layers that
-//! say what a batch *does* ([`RunBatch`]); when and how big are decided here.
+//! and starts them, unless the request completing a batch (or, with no
+//! delay, the lone request of an idle loader) takes it to run on its own
+//! task ([`Lead`]). The fetcher and the executor are thin layers that say
+//! what a batch *does* ([`RunBatch`]); when and how big are decided here.
 
 mod backlog;
 mod collector;

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use async_channel::{Receiver, Sender, WeakSender};
 use async_lock::Semaphore;
 
-use super::backlog::Backlog;
+use super::backlog::{Backlog, Pushed};
 use super::collector::{Collector, Intake};
 use super::dispatch::{Dispatch, Lead, LeadState};
 use super::forced::{Claimant, Forced, HandBack};
@@ -108,17 +108,55 @@ impl<R: RunBatch> Queue<R> {
                 alive,
                 yields_left: dispatch.limits.gather_yields,
             },
+            idle: true,
         })
     }
 
-    /// Queues `item` if there is room, or hands it back.
-    pub(crate) fn push(&self, item: R::Item) -> Result<(), Refused<R::Item>> {
-        self.items.push(item)
+    /// Queues `item` if there is room, or hands it back. If the item
+    /// completes a batch and an in-flight slot is free, the caller gets that
+    /// batch (the oldest queued items, its own among them) to run on its own
+    /// task: the requests of a burst then fetch where they were made, with
+    /// no hop to the collector or to a batch task. Dropping the batch
+    /// unpolled spawns it.
+    pub(crate) fn push(&self, item: R::Item) -> Result<Option<Lead<R>>, Refused<R::Item>> {
+        Ok(self.take_full(self.items.push(item)?))
     }
 
     /// Queues `item`, waiting for room; hands it back if the queue closes.
-    pub(crate) async fn push_waiting(&self, item: R::Item) -> Result<(), R::Item> {
-        self.items.push_waiting(item).await
+    /// Like [`push`](Self::push), may hand the caller a full batch to run.
+    pub(crate) async fn push_waiting(&self, item: R::Item) -> Result<Option<Lead<R>>, R::Item> {
+        Ok(self.take_full(self.items.push_waiting(item).await?))
+    }
+
+    /// After a push: the full batch it completed, if this caller can run
+    /// it; otherwise the collector is rung to take it.
+    fn take_full(&self, pushed: Pushed) -> Option<Lead<R>> {
+        if pushed == Pushed::Queued {
+            return None;
+        }
+        let dispatch = &self.dispatch;
+        let lead = (|| {
+            let permit = dispatch.in_flight.try_acquire_arc()?;
+            let alive = self.alive.upgrade()?;
+            let cap = dispatch.limits.max_batch_size;
+            let mut batch = Vec::new();
+            self.items.fill_if(&mut batch, cap, |now| now.len >= cap);
+            // Empty: the collector took the batch first.
+            (!batch.is_empty()).then(|| Lead {
+                dispatch: dispatch.clone(),
+                state: LeadState::Gathering {
+                    batch,
+                    permit,
+                    alive,
+                    yields_left: 0,
+                },
+                idle: false,
+            })
+        })();
+        if lead.is_none() {
+            self.items.ring();
+        }
+        lead
     }
 
     /// Stops taking items, then waits until everything queued has been
@@ -177,7 +215,11 @@ pub(crate) fn start<R: RunBatch>(
     counters: Arc<Counters>,
     label: Option<Arc<str>>,
 ) -> Queue<R> {
-    let items = Arc::new(Backlog::new(limits.max_queued));
+    let items = Arc::new(Backlog::new(
+        limits.max_queued,
+        limits.max_batch_size,
+        !limits.max_delay.is_zero(),
+    ));
     let (stop, stopped) = async_channel::bounded(1);
     let (collector_alive, collector_done) = async_channel::bounded(1);
     let (alive, finished) = async_channel::bounded(1);

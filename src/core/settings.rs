@@ -38,6 +38,10 @@ macro_rules! shared_settings {
         #[doc = concat!("A batch is dispatched as soon as it holds this many; further ", $item, "s")]
         /// go to the next batch. 100 fits under every SQL engine's
         /// bound-parameter limit and keeps one backend call small.
+        ///
+        /// The request that completes a batch runs it on its own task when an
+        /// in-flight slot is free, so a burst needs no hop to another task.
+        /// Fire-and-forget submissions spawn the batch they complete instead.
         pub fn max_batch_size(mut self, items: usize) -> Self {
             self.settings.max_batch_size = items;
             self

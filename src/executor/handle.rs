@@ -7,7 +7,7 @@ use futures::channel::oneshot;
 
 use super::runner::{ExecuteRunner, Job};
 use super::{Executor, ExecutorBuilder};
-use crate::core::{Queue, Refused};
+use crate::core::{Lead, Queue, Refused};
 use crate::stats::Counters;
 use crate::{ExecuteError, Stats, SubmitError};
 
@@ -60,6 +60,16 @@ enum Next<L, Q> {
     Room(Q),
 }
 
+/// Where a value stands once offered to the queue.
+enum Queued<X: Executor> {
+    /// Queued: a batch will answer it.
+    Waiting,
+    /// Queued, and it completed a batch for this caller to run (boxed: it
+    /// is awaited inside `execute`, whose future must stay small).
+    Run(Box<Lead<ExecuteRunner<X>>>),
+    Closed,
+}
+
 impl<X: Executor> BatchExecutor<X> {
     /// Starts configuring an executor over `executor`; see [`ExecutorBuilder`]
     /// for the settings and their defaults.
@@ -101,19 +111,21 @@ impl<X: Executor> BatchExecutor<X> {
                 Next::Lead(Box::new(lead))
             }
             Err(job) => match self.try_enqueue(job) {
-                Ok(true) => Next::Wait,
-                Ok(false) => return Err(ExecuteError::Closed),
+                Ok(Queued::Waiting) => Next::Wait,
+                // This value completed a batch: run it here.
+                Ok(Queued::Run(lead)) => Next::Lead(lead),
+                Ok(Queued::Closed) => return Err(ExecuteError::Closed),
                 Err(job) => Next::Room(Box::pin(self.enqueue(job))),
             },
         };
         match next {
             Next::Wait => {}
             Next::Lead(lead) => lead.await,
-            Next::Room(queued) => {
-                if !queued.await {
-                    return Err(ExecuteError::Closed);
-                }
-            }
+            Next::Room(queued) => match queued.await {
+                Queued::Waiting => {}
+                Queued::Run(lead) => lead.await,
+                Queued::Closed => return Err(ExecuteError::Closed),
+            },
         }
         self.answer(answer).await
     }
@@ -138,11 +150,23 @@ impl<X: Executor> BatchExecutor<X> {
     /// # });
     /// ```
     pub async fn execute_many(&self, values: Vec<X::Value>) -> Vec<Output<X>> {
-        // Queue everything first so the values share batches.
+        // Queue everything first so the values share batches, then run side
+        // by side the batches these values completed.
         let mut replies = Vec::with_capacity(values.len());
+        let mut leads = Vec::new();
         for value in values {
             let (reply, answer) = oneshot::channel();
-            replies.push(self.enqueue((value, Some(reply))).await.then_some(answer));
+            replies.push(match self.enqueue((value, Some(reply))).await {
+                Queued::Waiting => Some(answer),
+                Queued::Run(lead) => {
+                    leads.push(lead);
+                    Some(answer)
+                }
+                Queued::Closed => None,
+            });
+        }
+        if !leads.is_empty() {
+            futures::future::join_all(leads).await;
         }
         let mut results = Vec::with_capacity(replies.len());
         for reply in replies {
@@ -163,7 +187,9 @@ impl<X: Executor> BatchExecutor<X> {
     /// [`SubmitError::Closed`], with the value, once the executor is closed.
     pub async fn submit(&self, value: X::Value) -> Result<(), SubmitError<X::Value>> {
         match self.inner.queue.push_waiting((value, None)).await {
-            Ok(()) => {
+            // A batch this value completed is not run here: dropped, it is
+            // spawned, and `submit` returns at once.
+            Ok(_) => {
                 self.count_queued();
                 Ok(())
             }
@@ -197,7 +223,8 @@ impl<X: Executor> BatchExecutor<X> {
     /// ```
     pub fn try_submit(&self, value: X::Value) -> Result<(), SubmitError<X::Value>> {
         match self.inner.queue.push((value, None)) {
-            Ok(()) => {
+            // As in `submit`, a completed batch is spawned when dropped.
+            Ok(_) => {
                 self.count_queued();
                 Ok(())
             }
@@ -259,30 +286,40 @@ impl<X: Executor> BatchExecutor<X> {
         self.inner.label.as_deref()
     }
 
-    /// Queues `job`, waiting for room if need be; `false` when the executor
-    /// is closed.
-    async fn enqueue(&self, job: Job<X>) -> bool {
+    /// Queues `job`, waiting for room if need be.
+    async fn enqueue(&self, job: Job<X>) -> Queued<X> {
         match self.try_enqueue(job) {
             Ok(queued) => queued,
-            Err(job) => {
-                let queued = self.inner.queue.push_waiting(job).await.is_ok();
-                self.counted(queued)
+            Err(job) => match self.inner.queue.push_waiting(job).await {
+                Ok(lead) => self.queued(lead),
+                Err(_) => {
+                    self.counted(false);
+                    Queued::Closed
+                }
+            },
+        }
+    }
+
+    /// Queues `job` if there is room now; hands it back otherwise.
+    fn try_enqueue(&self, job: Job<X>) -> Result<Queued<X>, Job<X>> {
+        match self.inner.queue.push(job) {
+            Ok(lead) => Ok(self.queued(lead)),
+            Err(Refused::Full(job)) => Err(job),
+            Err(Refused::Closed(_)) => {
+                self.counted(false);
+                Ok(Queued::Closed)
             }
         }
     }
 
-    /// Queues `job` if there is room now: `Ok(false)` when the executor is
-    /// closed, `Err(job)` back when the queue is full.
-    fn try_enqueue(&self, job: Job<X>) -> Result<bool, Job<X>> {
-        match self.inner.queue.push(job) {
-            Ok(()) => Ok(self.counted(true)),
-            Err(Refused::Full(job)) => Err(job),
-            Err(Refused::Closed(_)) => Ok(self.counted(false)),
+    fn queued(&self, lead: Option<Lead<ExecuteRunner<X>>>) -> Queued<X> {
+        self.counted(true);
+        match lead {
+            Some(lead) => Queued::Run(Box::new(lead)),
+            None => Queued::Waiting,
         }
     }
 
-    /// Counts a value queued (`true`) or refused because the executor is
-    /// closed (`false`), and passes the outcome on.
     fn counted(&self, queued: bool) -> bool {
         let counters = &self.inner.counters;
         if queued {

@@ -367,30 +367,45 @@ impl<F: Fetcher> BatchFetcher<F> {
     }
 
     /// Answers every key under one shared lock, and claims and queues the
-    /// keys not stored or in flight under one in-flight lock.
+    /// keys not stored or in flight under one in-flight lock; then runs the
+    /// batches those keys completed, if this caller got to run them.
     async fn lookup_all(&self, keys: &[F::Key]) -> Vec<Answer<F>> {
         crate::hot_counter::enroll();
-        let mut reader = self.inner.map.read().await;
-        keys.iter()
-            .enumerate()
-            .map(|(index, key)| {
-                // The in-flight table's lock blocks the threads of other
-                // misses, so a long key list lets go of it now and then.
-                if index % KEYS_PER_LOCK == 0 {
-                    reader.release();
-                }
-                match reader.stored(key) {
-                    Some(outcome) => self.counted(Known::Done(outcome)),
-                    None => self.join_or_queue(&mut reader, key, false).0,
-                }
-            })
-            .collect()
+        let mut leads = Vec::new();
+        let answers = {
+            let mut reader = self.inner.map.read().await;
+            keys.iter()
+                .enumerate()
+                .map(|(index, key)| {
+                    // The in-flight table's lock blocks the threads of other
+                    // misses, so a long key list lets go of it now and then.
+                    if index % KEYS_PER_LOCK == 0 {
+                        reader.release();
+                    }
+                    match reader.stored(key) {
+                        Some(outcome) => self.counted(Known::Done(outcome)),
+                        None => {
+                            let (answer, lead) = self.join_or_queue(&mut reader, key, false);
+                            leads.extend(lead);
+                            answer
+                        }
+                    }
+                })
+                .collect()
+        };
+        // Run outside the map's lock, which a batch takes to deliver; side by
+        // side, so a long key list's batches overlap as the collector's would.
+        if !leads.is_empty() {
+            futures::future::join_all(leads).await;
+        }
+        answers
     }
 
     /// For a key not stored, under the shared lock: joins the fetch in
     /// flight, or claims the key and queues it. With `lead`, a lone key on an
     /// idle loader is not queued but returned as a batch for the caller to
-    /// run once the lock is released (see `Queue::try_lead`).
+    /// run once the lock is released (see `Queue::try_lead`); a key that
+    /// completes a batch may return that batch too (see `Queue::push`).
     fn join_or_queue(
         &self,
         reader: &mut Reader<'_, F::Key, F::Value, F::Error>,
@@ -413,9 +428,9 @@ impl<F: Fetcher> BatchFetcher<F> {
             }
         }
         match self.inner.queue.push(ticket) {
-            Ok(()) => {
+            Ok(lead) => {
                 Counters::add(&counters.queued, 1);
-                (Known::Join(claim.promise), None)
+                (Known::Join(claim.promise), lead)
             }
             // The queue is unbounded, so only a closed loader refuses.
             Err(Refused::Closed(_) | Refused::Full(_)) => {

@@ -1,9 +1,11 @@
 //! The seam between anybatch and whatever executor the application runs.
 //!
 //! A loader starts two kinds of detached work: one collector task that forms
-//! batches, and one task per batch fetch. Both go through [`Spawner`], so the
-//! crate itself never names a runtime. (With `max_delay(ZERO)`, a request on
-//! an idle loader runs its batch on the caller's task instead.)
+//! batches, and one task per batch it dispatches. Both go through
+//! [`Spawner`], so the crate itself never names a runtime. A batch completed
+//! by a request (its `max_batch_size`-th) runs on that request's task
+//! instead, as does, with `max_delay(ZERO)`, the batch of a request on an
+//! idle loader.
 
 #[cfg(feature = "async-std")]
 mod async_std;

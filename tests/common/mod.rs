@@ -266,6 +266,35 @@ impl LiveTasks {
     }
 }
 
+/// A spawner on a test's runtime that counts the tasks it is given: to tell
+/// a batch run on its caller's task from one spawned.
+#[derive(Clone)]
+pub struct CountedSpawner {
+    rt: Rt,
+    spawned: Arc<AtomicUsize>,
+}
+
+impl CountedSpawner {
+    pub fn new(rt: &Rt) -> Self {
+        Self {
+            rt: rt.clone(),
+            spawned: Arc::default(),
+        }
+    }
+
+    /// How many tasks were spawned so far.
+    pub fn spawned(&self) -> usize {
+        self.spawned.load(Ordering::SeqCst)
+    }
+}
+
+impl Spawner for CountedSpawner {
+    fn spawn(&self, future: BoxFuture) {
+        self.spawned.fetch_add(1, Ordering::SeqCst);
+        Spawner::spawn(&self.rt, future);
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Waiting helpers
 // ---------------------------------------------------------------------------
