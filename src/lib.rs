@@ -41,7 +41,8 @@
 //! 3. Otherwise the key is queued; batches hold at most `max_batch_size` keys,
 //!    each dispatched when full or `max_delay` after its first key, with at
 //!    most `max_in_flight` fetches running at once. The load that completes a
-//!    batch fetches it on its own task; a collector task dispatches the rest.
+//!    batch fetches it on its own task when a slot is free; a collector task
+//!    dispatches the rest.
 //!
 //! Errors are typed ([`LoadError`]); a failed or panicking fetch fails only
 //! its batch and is not remembered; a dropped `load` future never cancels a

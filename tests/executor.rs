@@ -247,6 +247,28 @@ runtime_tests! {
         assert_eq!(probe.executed(), [0, 1, 2]);
     }
 
+    /// `execute_many` on a bounded queue runs the batches it completed
+    /// before it waits for room: those batches hold the in-flight slots the
+    /// collector needs to free room, so waiting first would hang.
+    async fn execute_many_on_a_bounded_queue_finishes(rt: Rt) {
+        let (builder, probe) = doubler(&rt);
+        let executor = builder
+            .max_batch_size(2)
+            .max_in_flight(1)
+            .max_queued(2)
+            .max_delay(FOREVER)
+            .build()
+            .unwrap();
+        let outputs = within(
+            Duration::from_secs(10),
+            "execute_many",
+            executor.execute_many((0..10).collect()),
+        )
+        .await;
+        assert_eq!(outputs, (0..10).map(|v| Ok(v * 2)).collect::<Vec<_>>());
+        assert_eq!(probe.executed(), (0..10).collect::<Vec<_>>());
+    }
+
     /// The cap splits a burst and every value runs exactly once.
     async fn hard_cap_and_exactly_once(rt: Rt) {
         let (builder, probe) = doubler(&rt);

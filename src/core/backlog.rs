@@ -1,5 +1,5 @@
-//! The queue between callers and the collector. Items wait here until the
-//! collector takes them, a batch at a time.
+//! The queue where items wait for a batch, until the collector or the request
+//! completing a batch takes them, a batch at a time.
 //!
 //! A push is one short std mutex section and no wake-up unless the collector
 //! asked for one: it says how many items it waits for (one when idle, a full
@@ -24,8 +24,8 @@ pub(crate) struct Backlog<T> {
     state: Mutex<State<T>>,
     /// The collector's waker, rung when what it waits for has arrived.
     doorbell: AtomicWaker,
-    /// Free places when `max_queued` bounds the queue: a push takes one, the
-    /// collector gives back what it takes.
+    /// Free places when `max_queued` bounds the queue: a push takes one,
+    /// and whoever takes items gives their places back.
     room: Option<Semaphore>,
     /// A push that brings the queue to a multiple of this reports a full
     /// batch.
@@ -41,11 +41,12 @@ struct State<T> {
     /// The collector sleeps until this many items are queued; 0 when it is
     /// not asleep.
     wake_at: usize,
-    /// When the oldest queued item arrived (`since_origin`'s clock), if
-    /// timed: stamped when an item lands in an empty queue. After a partial
-    /// take it is older than the oldest item left, so a deadline counted
-    /// from it can come early, never late.
-    first_at: Duration,
+    /// If timed, when the first item of each batch-sized block of the queue
+    /// arrived (`since_origin`'s clock), oldest first: one clock read per
+    /// batch. Every take with a non-zero delay is whole blocks (a full batch
+    /// from the front) or the whole queue, so the front stamp is always the
+    /// arrival of the oldest item left.
+    stamps: VecDeque<Duration>,
 }
 
 /// What a push left behind.
@@ -62,6 +63,7 @@ pub(crate) enum Pushed {
 pub(crate) struct Pending {
     pub(crate) len: usize,
     pub(crate) closed: bool,
+    /// When the oldest queued item arrived; zero when empty or untimed.
     pub(crate) first_at: Duration,
 }
 
@@ -70,7 +72,7 @@ impl Pending {
         Self {
             len: state.items.len(),
             closed: state.closed,
-            first_at: state.first_at,
+            first_at: state.stamps.front().copied().unwrap_or_default(),
         }
     }
 }
@@ -92,7 +94,7 @@ impl<T> Backlog<T> {
                 items: VecDeque::new(),
                 closed: false,
                 wake_at: 0,
-                first_at: Duration::ZERO,
+                stamps: VecDeque::new(),
             }),
             doorbell: AtomicWaker::new(),
             room: max_queued.map(Semaphore::new),
@@ -133,8 +135,8 @@ impl<T> Backlog<T> {
         if state.closed {
             return Err(item);
         }
-        if self.timed && state.items.is_empty() {
-            state.first_at = crate::clock::since_origin();
+        if self.timed && state.items.len() % self.batch_size == 0 {
+            state.stamps.push_back(crate::clock::since_origin());
         }
         state.items.push_back(item);
         if state.items.len() % self.batch_size == 0 {
@@ -209,6 +211,12 @@ impl<T> Backlog<T> {
         }
         let taken = cap.saturating_sub(batch.len()).min(state.items.len());
         batch.extend(state.items.drain(..taken));
+        if state.items.is_empty() {
+            state.stamps.clear();
+        } else {
+            let blocks = taken.div_ceil(self.batch_size).min(state.stamps.len());
+            state.stamps.drain(..blocks);
+        }
         if state.items.is_empty() && state.items.capacity() > KEPT_CAPACITY {
             state.items = VecDeque::new();
         }
@@ -318,6 +326,24 @@ mod tests {
         assert!(waiting.as_mut().poll(&mut context).is_pending());
         backlog.close();
         assert_eq!(waiting.as_mut().poll(&mut context), Poll::Ready(Err(2)));
+    }
+
+    #[test]
+    fn the_oldest_stamp_left_is_the_oldest_item_left() {
+        let backlog = Backlog::new(None, 2, true);
+        backlog.push(1).unwrap();
+        let first = backlog.pending().first_at;
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        assert_eq!(backlog.push(2).unwrap(), Pushed::Full);
+        assert_eq!(backlog.pending().first_at, first, "2 joined 1's block");
+        backlog.push(3).unwrap();
+        let mut batch = Vec::new();
+        backlog.fill(&mut batch, 2);
+        assert_eq!(batch, [1, 2]);
+        // 3 arrived after the sleep: its window must not be 1's.
+        assert!(backlog.pending().first_at > first);
+        backlog.fill(&mut batch, 3);
+        assert_eq!(backlog.pending().first_at, Duration::ZERO, "empty");
     }
 
     #[test]

@@ -97,7 +97,7 @@ impl<R: RunBatch> Collector<R> {
                 continue;
             }
             // Counted from the oldest item: later items never push it back.
-            deadline.start_at(seen.first_at.saturating_add(limits.max_delay));
+            deadline.start_at(seen.first_at, limits.max_delay);
             timing = true;
             // Sleeps until a full batch is queued, not per item.
             let full = pin!(self.queued.ready(cap));

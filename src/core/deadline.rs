@@ -39,20 +39,24 @@ impl Deadline {
         }
     }
 
-    /// Sets when the current batch is due, on `since_origin`'s clock.
+    /// Opens the window of the batch whose oldest item arrived at
+    /// `first_at` (on `since_origin`'s clock): it lasts `delay` from then.
     #[cfg(not(target_arch = "wasm32"))]
-    pub(super) fn start_at(&mut self, due: Duration) {
-        self.due = due;
+    pub(super) fn start_at(&mut self, first_at: Duration, delay: Duration) {
+        self.due = first_at.saturating_add(delay);
     }
 
-    /// Sets when the current batch is due, on `since_origin`'s clock; a new
-    /// due time gets a new timer.
+    /// Opens the window of the batch whose oldest item arrived at
+    /// `first_at`; a new window gets a new timer. The clock here is the wall
+    /// clock, so what is left is capped at `delay`: a clock set back cannot
+    /// make a batch wait longer than that from now.
     #[cfg(target_arch = "wasm32")]
-    pub(super) fn start_at(&mut self, due: Duration) {
+    pub(super) fn start_at(&mut self, first_at: Duration, delay: Duration) {
+        let due = first_at.saturating_add(delay);
         if self.timer.is_none() || due != self.due {
             self.due = due;
             let left = due.saturating_sub(crate::clock::since_origin());
-            self.timer = Some(Delay::new(left));
+            self.timer = Some(Delay::new(left.min(delay)));
         }
     }
 
@@ -144,7 +148,7 @@ mod tests {
 
     /// Opens a window of `delay` from now.
     fn open(deadline: &mut Deadline, delay: Duration) {
-        deadline.start_at(since_origin() + delay);
+        deadline.start_at(since_origin(), delay);
     }
 
     /// Polls the current wait once, as the collector does before the batch

@@ -68,7 +68,8 @@ pub(crate) struct Queue<R: RunBatch> {
     /// Never receives: reports "closed" once the collector has exited.
     collector_done: Receiver<()>,
     /// Never receives: reports "closed" once the collector and every batch
-    /// task it started have dropped their senders, i.e. all work is done.
+    /// (spawned or run by a caller) have dropped their senders, i.e. all
+    /// work is done.
     finished: Receiver<()>,
 }
 
@@ -180,8 +181,8 @@ impl<R: RunBatch> Queue<R> {
         claim.take()
     }
 
-    /// Reports "closed" once the collector and every batch it started are
-    /// done (it never receives anything).
+    /// Reports "closed" once the collector and every batch, spawned or run
+    /// by a caller, are done (it never receives anything).
     pub(crate) fn finished(&self) -> Receiver<()> {
         self.finished.clone()
     }

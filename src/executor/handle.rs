@@ -92,7 +92,9 @@ impl<X: Executor> BatchExecutor<X> {
     }
 
     /// Executes `value` in the next batch and returns its output. Waits for
-    /// room when the queue holds `max_queued` values.
+    /// room when the queue holds `max_queued` values. A call whose value
+    /// completes a batch runs that batch while it is polled; dropped, it
+    /// leaves the batch to a task of its own.
     ///
     /// # Errors
     /// [`ExecuteError::Execute`], [`ExecuteError::ResultCount`] or
@@ -115,7 +117,7 @@ impl<X: Executor> BatchExecutor<X> {
                 // This value completed a batch: run it here.
                 Ok(Queued::Run(lead)) => Next::Lead(lead),
                 Ok(Queued::Closed) => return Err(ExecuteError::Closed),
-                Err(job) => Next::Room(Box::pin(self.enqueue(job))),
+                Err(job) => Next::Room(Box::pin(self.wait_for_room(job))),
             },
         };
         match next {
@@ -156,18 +158,26 @@ impl<X: Executor> BatchExecutor<X> {
         let mut leads = Vec::new();
         for value in values {
             let (reply, answer) = oneshot::channel();
-            replies.push(match self.enqueue((value, Some(reply))).await {
+            let queued = match self.try_enqueue((value, Some(reply))) {
+                Ok(queued) => queued,
+                Err(job) => {
+                    // Room frees up only as the collector takes batches, and
+                    // the batches held here hold the slots it needs: run
+                    // them before waiting.
+                    run_side_by_side(std::mem::take(&mut leads)).await;
+                    self.wait_for_room(job).await
+                }
+            };
+            replies.push(match queued {
                 Queued::Waiting => Some(answer),
                 Queued::Run(lead) => {
-                    leads.push(lead);
+                    leads.push(*lead);
                     Some(answer)
                 }
                 Queued::Closed => None,
             });
         }
-        if !leads.is_empty() {
-            futures::future::join_all(leads).await;
-        }
+        run_side_by_side(leads).await;
         let mut results = Vec::with_capacity(replies.len());
         for reply in replies {
             results.push(match reply {
@@ -286,17 +296,14 @@ impl<X: Executor> BatchExecutor<X> {
         self.inner.label.as_deref()
     }
 
-    /// Queues `job`, waiting for room if need be.
-    async fn enqueue(&self, job: Job<X>) -> Queued<X> {
-        match self.try_enqueue(job) {
-            Ok(queued) => queued,
-            Err(job) => match self.inner.queue.push_waiting(job).await {
-                Ok(lead) => self.queued(lead),
-                Err(_) => {
-                    self.counted(false);
-                    Queued::Closed
-                }
-            },
+    /// Queues `job` once there is room.
+    async fn wait_for_room(&self, job: Job<X>) -> Queued<X> {
+        match self.inner.queue.push_waiting(job).await {
+            Ok(lead) => self.queued(lead),
+            Err(_) => {
+                self.counted(false);
+                Queued::Closed
+            }
         }
     }
 
@@ -343,6 +350,13 @@ impl<X: Executor> BatchExecutor<X> {
     fn refused(&self, error: SubmitError<X::Value>) -> SubmitError<X::Value> {
         Counters::add(&self.inner.counters.rejected, 1);
         error
+    }
+}
+
+/// Runs the batches a caller completed, side by side on its task.
+async fn run_side_by_side<X: Executor>(leads: Vec<Lead<ExecuteRunner<X>>>) {
+    if !leads.is_empty() {
+        futures::future::join_all(leads).await;
     }
 }
 

@@ -15,7 +15,8 @@ use crate::{LoadError, Stats};
 /// remembers what was fetched.
 ///
 /// A cheap handle: clones share one identity map and one collector. When the
-/// last clone is dropped, the collector fetches what it still holds and exits.
+/// last clone is dropped, the collector fetches what is still queued and
+/// exits.
 ///
 /// ```
 /// use anybatch::{BatchFetcher, Fetcher, Values};
@@ -95,6 +96,10 @@ impl<F: Fetcher> BatchFetcher<F> {
     /// fetch already queued or running for it, or in the next batch.
     ///
     /// Dropping the returned future never cancels the fetch for other callers.
+    /// A load that completes a batch runs that batch's fetch while it is
+    /// polled: poll it to the end or drop it (dropped, the batch goes on as a
+    /// task of its own), but a load future kept without being polled holds
+    /// that batch back.
     ///
     /// # Errors
     /// [`LoadError::NotFound`] when the fetcher did not deliver the key,

@@ -4,8 +4,8 @@
 //! batches, and one task per batch it dispatches. Both go through
 //! [`Spawner`], so the crate itself never names a runtime. A batch completed
 //! by a request (its `max_batch_size`-th) runs on that request's task
-//! instead, as does, with `max_delay(ZERO)`, the batch of a request on an
-//! idle loader.
+//! instead when an in-flight slot is free (a `submit` spawns it), as does,
+//! with `max_delay(ZERO)`, the batch of a request on an idle loader.
 
 #[cfg(feature = "async-std")]
 mod async_std;
