@@ -94,7 +94,10 @@ impl<X: Executor> BatchExecutor<X> {
     /// Executes `value` in the next batch and returns its output. Waits for
     /// room when the queue holds `max_queued` values. A call whose value
     /// completes a batch runs that batch while it is polled; dropped, it
-    /// leaves the batch to a task of its own.
+    /// leaves the batch to a task of its own. Kept without being polled, it
+    /// holds that batch and its in-flight slot, so other batches may wait
+    /// for the slot: awaiting another `execute` while keeping such a future
+    /// (say, the loser of a `select`) can wait forever.
     ///
     /// # Errors
     /// [`ExecuteError::Execute`], [`ExecuteError::ResultCount`] or
@@ -251,7 +254,10 @@ impl<X: Executor> BatchExecutor<X> {
 
     /// Stops at once: takes no more values, dispatches no more batches, and
     /// hands back every value still queued (callers of `execute` waiting on
-    /// them get [`ExecuteError::Closed`]). Batches already running finish.
+    /// them get [`ExecuteError::Closed`]). Batches already taken from the
+    /// queue finish: those running, and those a caller completed and is about
+    /// to run (an `execute_many` still queueing its values runs its batches
+    /// when it is done queueing, possibly after this returns).
     ///
     /// ```
     /// # use anybatch::{BatchExecutor, Executor};

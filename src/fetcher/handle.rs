@@ -98,8 +98,11 @@ impl<F: Fetcher> BatchFetcher<F> {
     /// Dropping the returned future never cancels the fetch for other callers.
     /// A load that completes a batch runs that batch's fetch while it is
     /// polled: poll it to the end or drop it (dropped, the batch goes on as a
-    /// task of its own), but a load future kept without being polled holds
-    /// that batch back.
+    /// task of its own). Kept without being polled, it holds that batch and
+    /// its in-flight slot, so other batches of the loader (of every group,
+    /// in a grouped loader) may wait for the slot: awaiting another load
+    /// while keeping such a future (say, the loser of a `select`) can wait
+    /// forever.
     ///
     /// # Errors
     /// [`LoadError::NotFound`] when the fetcher did not deliver the key,
