@@ -888,11 +888,26 @@ mod scaling {
     use super::*;
 
     fn anybatch<R: OnRuntime>(bencher: Bencher<'_, '_>, name: &str, keys: u64) {
+        burst_of::<R>(bencher, name, keys, Fresh::new::<R>);
+    }
+
+    /// The same with the default `max_delay` (1 ms): batches fill, and the
+    /// load completing each one fetches it.
+    fn anybatch_delay_1ms<R: OnRuntime>(bencher: Bencher<'_, '_>, name: &str, keys: u64) {
+        burst_of::<R>(bencher, name, keys, Fresh::with_default_delay::<R>);
+    }
+
+    fn burst_of<R: OnRuntime>(
+        bencher: Bencher<'_, '_>,
+        name: &str,
+        keys: u64,
+        fresh: impl Fn() -> Fresh + Sync,
+    ) {
         measure(
             bencher,
             &format!("{name}::{keys}"),
             keys,
-            Fresh::new::<R>,
+            fresh,
             |fresh| burst_join_all::<R>(fresh, keys),
             verify_burst,
         );
@@ -905,6 +920,8 @@ mod scaling {
     on_both_runtimes! {
         #[bench(args = [1_000, 10_000, 100_000], sample_count = 30, sample_size = 1)]
         fn anybatch(keys: u64) => anybatch;
+        #[bench(args = [1_000, 10_000, 100_000], sample_count = 30, sample_size = 1)]
+        fn anybatch_delay_1ms(keys: u64) => anybatch_delay_1ms;
         #[bench(args = [1_000, 10_000, 100_000], sample_count = 30, sample_size = 1)]
         fn floor_oneshots(keys: u64) => floor_oneshots;
     }
