@@ -54,7 +54,8 @@ struct State<T> {
 pub(crate) enum Pushed {
     Queued,
     /// The queue now holds a multiple of the batch size: the caller should
-    /// take a batch (`fill`) or, if it cannot run one, [`Backlog::ring`].
+    /// take a full batch (`fill_if`) or, if it cannot run one,
+    /// [`Backlog::ring`].
     Full,
 }
 

@@ -116,9 +116,9 @@ impl<R: RunBatch> Queue<R> {
     /// Queues `item` if there is room, or hands it back. If the item
     /// completes a batch and an in-flight slot is free, the caller gets that
     /// batch (the oldest queued items, usually its own among them) to run on
-    /// its own task: the requests of a burst then fetch where they were made, with
-    /// no hop to the collector or to a batch task. Dropping the batch
-    /// unpolled spawns it.
+    /// its own task: the requests of a burst then fetch where they were
+    /// made, with no hop to the collector or to a batch task. Dropping the
+    /// batch unpolled spawns it.
     pub(crate) fn push(&self, item: R::Item) -> Result<Option<Lead<R>>, Refused<R::Item>> {
         Ok(self.take_full(self.items.push(item)?))
     }
