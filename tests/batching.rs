@@ -204,6 +204,27 @@ runtime_tests! {
         assert_fetched_once(&probe, 0..30);
     }
 
+    /// Dropping the load that completed a batch, while that batch's fetch
+    /// waits, hands the batch to a task of its own: the other key in it is
+    /// still answered, from the one fetch.
+    async fn dropping_the_load_running_a_full_batch_still_answers_the_rest(rt: Rt) {
+        let (builder, probe) = builder(&rt);
+        let loader = builder.max_batch_size(2).max_delay(FOREVER).build().unwrap();
+        let gate = probe.close_gate().await;
+        let first = {
+            let loader = loader.clone();
+            rt.spawn_polled(async move { loader.load(1).await }).await
+        };
+        // Completes the batch and runs it here, up to the gate.
+        let mut second = Box::pin(loader.load(2));
+        assert_pending(&mut second, "the batch's fetch waits at the gate").await;
+        assert_eq!(probe.started().await, [1, 2]);
+        drop(second);
+        drop(gate);
+        assert_eq!(first.await, Ok(10));
+        assert_eq!(probe.batches(), [vec![1, 2]]);
+    }
+
     /// The batches a `load_many` completes run on its task side by side:
     /// all three start while the first is still held at the gate.
     async fn load_many_runs_the_batches_it_completes_side_by_side(rt: Rt) {
