@@ -136,28 +136,28 @@ impl<T> Backlog<T> {
         if state.closed {
             return Err(item);
         }
-        if self.timed && state.items.len() % self.batch_size == 0 {
+        // The item's place in its batch-sized block.
+        let place = state.items.len() % self.batch_size;
+        if self.timed && place == 0 {
             state.stamps.push_back(crate::clock::since_origin());
         }
         state.items.push_back(item);
-        if state.items.len() % self.batch_size == 0 {
+        if place + 1 == self.batch_size {
             return Ok(Pushed::Full);
         }
-        let ring = state.wake_at != 0 && state.items.len() >= state.wake_at;
-        if ring {
-            state.wake_at = 0;
-        }
-        drop(state);
-        if ring {
-            self.doorbell.wake();
-        }
+        self.ring_if_awaited(state);
         Ok(Pushed::Queued)
     }
 
     /// Rings the collector if it waits for what is queued now: after a
     /// [`Pushed::Full`] whose batch the caller could not take.
     pub(crate) fn ring(&self) {
-        let mut state = self.lock();
+        self.ring_if_awaited(self.lock());
+    }
+
+    /// Rings the collector, after releasing the lock, if what it waits for
+    /// has arrived (or the queue closed).
+    fn ring_if_awaited(&self, mut state: MutexGuard<'_, State<T>>) {
         let ring = state.wake_at != 0 && (state.items.len() >= state.wake_at || state.closed);
         if ring {
             state.wake_at = 0;
@@ -191,10 +191,8 @@ impl<T> Backlog<T> {
     }
 
     /// Moves queued items into `batch`, oldest first, until it holds `cap`.
-    /// Returns whether the queue was closed, seen under the same lock: if
-    /// it was and nothing was taken, it is drained for good.
-    pub(crate) fn fill(&self, batch: &mut Vec<T>, cap: usize) -> bool {
-        self.fill_if(batch, cap, |_| true)
+    pub(crate) fn fill(&self, batch: &mut Vec<T>, cap: usize) {
+        self.fill_if(batch, cap, |_| true);
     }
 
     /// [`fill`](Self::fill), if `ready` holds of the queue as seen under the
@@ -204,11 +202,10 @@ impl<T> Backlog<T> {
         batch: &mut Vec<T>,
         cap: usize,
         ready: impl FnOnce(Pending) -> bool,
-    ) -> bool {
+    ) {
         let mut state = self.lock();
-        let closed = state.closed;
         if !ready(Pending::of(&state)) {
-            return closed;
+            return;
         }
         let taken = cap.saturating_sub(batch.len()).min(state.items.len());
         batch.extend(state.items.drain(..taken));
@@ -225,7 +222,6 @@ impl<T> Backlog<T> {
         if let Some(room) = &self.room {
             room.add_permits(taken);
         }
-        closed
     }
 
     /// Takes everything still queued.

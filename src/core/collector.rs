@@ -72,7 +72,6 @@ impl<R: RunBatch> Collector<R> {
     async fn gather(&self, deadline: &mut Deadline) -> Option<Take> {
         let limits = &self.dispatch.limits;
         let cap = limits.max_batch_size;
-        let mut timing = false;
         loop {
             let seen = self.queued.pending();
             let take = if seen.len >= cap {
@@ -83,22 +82,17 @@ impl<R: RunBatch> Collector<R> {
                 None
             };
             if let Some(take) = take {
-                if timing {
-                    deadline.finish();
-                }
+                deadline.finish();
                 return (seen.len > 0).then_some(take);
             }
             if seen.len == 0 {
                 // Empty: a request took the batch, or nothing came yet.
-                if std::mem::take(&mut timing) {
-                    deadline.finish();
-                }
+                deadline.finish();
                 self.queued.ready(1).await;
                 continue;
             }
             // Counted from the oldest item: later items never push it back.
             deadline.start_at(seen.first_at, limits.max_delay);
-            timing = true;
             // Sleeps until a full batch is queued, not per item.
             let full = pin!(self.queued.ready(cap));
             if let Either::Right(_) = select(full, pin!(deadline.wait())).await {

@@ -131,6 +131,14 @@ impl<R: RunBatch> Future for Lead<R> {
     }
 }
 
+/// Runs the batches one caller completed (`load_many`, `execute_many`), side
+/// by side on its task, so that they overlap as the collector's would.
+pub(crate) async fn run_side_by_side<R: RunBatch>(leads: Vec<Lead<R>>) {
+    if !leads.is_empty() {
+        futures::future::join_all(leads).await;
+    }
+}
+
 impl<R: RunBatch> Drop for Lead<R> {
     fn drop(&mut self) {
         // The caller gave up: the batch still answers everyone in it.

@@ -12,6 +12,6 @@ mod forced;
 mod queue;
 mod settings;
 
-pub(crate) use dispatch::Lead;
+pub(crate) use dispatch::{run_side_by_side, Lead};
 pub(crate) use queue::{in_flight_slots, split_pairs, start, Queue, Refused, RunBatch};
 pub(crate) use settings::{shared_settings, BatchLimits, Settings};

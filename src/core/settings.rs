@@ -65,8 +65,8 @@ macro_rules! shared_settings {
         /// can go out in many batches of a few keys each (the loader is idle
         /// again between them); give a small delay when full batches matter
         /// more than the last microseconds. While every in-flight slot is
-        /// busy, waiting items are taken as soon as a slot frees, and the
-        /// delay of the next batch counts from then.
+        /// busy, waiting items are taken as soon as a slot frees; each
+        /// batch's delay still counts from its own first item.
         pub fn max_delay(mut self, delay: std::time::Duration) -> Self {
             self.settings.max_delay = delay;
             self

@@ -7,7 +7,7 @@ use futures::channel::oneshot;
 
 use super::runner::{ExecuteRunner, Job};
 use super::{Executor, ExecutorBuilder};
-use crate::core::{Lead, Queue, Refused};
+use crate::core::{run_side_by_side, Lead, Queue, Refused};
 use crate::stats::Counters;
 use crate::{ExecuteError, Stats, SubmitError};
 
@@ -306,10 +306,7 @@ impl<X: Executor> BatchExecutor<X> {
     async fn wait_for_room(&self, job: Job<X>) -> Queued<X> {
         match self.inner.queue.push_waiting(job).await {
             Ok(lead) => self.queued(lead),
-            Err(_) => {
-                self.counted(false);
-                Queued::Closed
-            }
+            Err(_) => self.refused_closed(),
         }
     }
 
@@ -318,30 +315,24 @@ impl<X: Executor> BatchExecutor<X> {
         match self.inner.queue.push(job) {
             Ok(lead) => Ok(self.queued(lead)),
             Err(Refused::Full(job)) => Err(job),
-            Err(Refused::Closed(_)) => {
-                self.counted(false);
-                Ok(Queued::Closed)
-            }
+            Err(Refused::Closed(_)) => Ok(self.refused_closed()),
         }
     }
 
     fn queued(&self, lead: Option<Lead<ExecuteRunner<X>>>) -> Queued<X> {
-        self.counted(true);
+        self.count_queued();
         match lead {
             Some(lead) => Queued::Run(Box::new(lead)),
             None => Queued::Waiting,
         }
     }
 
-    fn counted(&self, queued: bool) -> bool {
+    /// Counts a value refused because the executor is closed.
+    fn refused_closed(&self) -> Queued<X> {
         let counters = &self.inner.counters;
-        if queued {
-            self.count_queued();
-        } else {
-            Counters::add(&counters.rejected, 1);
-            Counters::add(&counters.closed, 1);
-        }
-        queued
+        Counters::add(&counters.rejected, 1);
+        Counters::add(&counters.closed, 1);
+        Queued::Closed
     }
 
     async fn answer(&self, reply: oneshot::Receiver<Output<X>>) -> Output<X> {
@@ -356,13 +347,6 @@ impl<X: Executor> BatchExecutor<X> {
     fn refused(&self, error: SubmitError<X::Value>) -> SubmitError<X::Value> {
         Counters::add(&self.inner.counters.rejected, 1);
         error
-    }
-}
-
-/// Runs the batches a caller completed, side by side on its task.
-async fn run_side_by_side<X: Executor>(leads: Vec<Lead<ExecuteRunner<X>>>) {
-    if !leads.is_empty() {
-        futures::future::join_all(leads).await;
     }
 }
 

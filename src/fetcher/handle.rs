@@ -6,7 +6,7 @@ use std::sync::{Arc, Weak};
 use super::runner::{FetchRunner, Map};
 use super::{Fetcher, FetcherBuilder};
 use crate::cache::{Known, Lookup, Outcome, Reader};
-use crate::core::{Lead, Queue, Refused};
+use crate::core::{run_side_by_side, Lead, Queue, Refused};
 use crate::promise::Promise;
 use crate::stats::Counters;
 use crate::{LoadError, Stats};
@@ -401,11 +401,8 @@ impl<F: Fetcher> BatchFetcher<F> {
                 })
                 .collect()
         };
-        // Run outside the map's lock, which a batch takes to deliver; side by
-        // side, so a long key list's batches overlap as the collector's would.
-        if !leads.is_empty() {
-            futures::future::join_all(leads).await;
-        }
+        // Run outside the map's lock, which a batch takes to deliver.
+        run_side_by_side(leads).await;
         answers
     }
 
