@@ -212,21 +212,24 @@ runtime_tests! {
         assert_eq!(probe.batch_sizes(), [10]);
     }
 
-    /// The `execute` that completes a batch runs it on its own task: three
-    /// full batches from one `join_all` spawn no task besides the collector.
+    /// The `execute` that completes a batch runs it on its own task: with a
+    /// collector that never runs (held by a `HeldSpawner`), three full
+    /// batches from one `join_all` still run, and no task besides the
+    /// collector is spawned.
     async fn a_full_batch_is_run_by_the_execute_that_completed_it(rt: Rt) {
         let (builder, probe) = doubler(&rt);
-        let spawner = CountedSpawner::new(&rt);
+        let spawner = HeldSpawner::default();
         let executor = builder
             .spawner(spawner.clone())
             .max_batch_size(10)
             .max_delay(FOREVER)
             .build()
             .unwrap();
-        let outputs = futures::future::join_all((0..30).map(|v| executor.execute(v))).await;
+        let executes = futures::future::join_all((0..30).map(|v| executor.execute(v)));
+        let outputs = within(Duration::from_secs(10), "the executes", executes).await;
         assert_eq!(outputs, (0..30).map(|v| Ok(v * 2)).collect::<Vec<_>>());
         assert_eq!(probe.batch_sizes(), [10, 10, 10]);
-        assert_eq!(spawner.spawned(), 1, "only the collector was spawned");
+        assert_eq!(spawner.held(), 1, "only the collector was spawned");
     }
 
     /// `submit` does not run the batch it completes: it returns while that

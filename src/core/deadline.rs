@@ -98,11 +98,11 @@ impl Deadline {
         self.timer = None;
     }
 
-    /// The batch was gathered before its window passed. On native targets
-    /// the kept timer stops waking the task that last waited on it: that
-    /// wake would come for nothing, and on a runtime whose workers are idle
-    /// it would start a parked worker, which then takes work from the busy
-    /// one.
+    /// The batch was gathered before its window passed, or no window is
+    /// open. On native targets the kept timer stops waking the task that
+    /// last waited on it: that wake would come for nothing, and on a runtime
+    /// whose workers are idle it would start a parked worker, which then
+    /// takes work from the busy one.
     #[cfg(not(target_arch = "wasm32"))]
     pub(super) fn finish(&mut self) {
         use futures::FutureExt;
@@ -119,7 +119,8 @@ impl Deadline {
         }
     }
 
-    /// The batch was gathered before its window passed: its timer goes.
+    /// The batch was gathered before its window passed, or no window is
+    /// open: its timer, if any, goes.
     #[cfg(target_arch = "wasm32")]
     pub(super) fn finish(&mut self) {
         self.timer = None;
@@ -163,13 +164,19 @@ mod tests {
         Context::from_waker(futures::task::noop_waker_ref())
     }
 
+    /// Opens a window of `window` from now and waits it out: the wait must
+    /// last at least that long (a lower bound the code guarantees; a slow
+    /// machine only makes it longer).
+    fn wait_out(deadline: &mut Deadline, window: Duration) {
+        let start = Instant::now();
+        open(deadline, window);
+        futures::executor::block_on(deadline.wait());
+        assert!(start.elapsed() >= window);
+    }
+
     #[test]
     fn waits_until_the_window_has_passed() {
-        let mut deadline = Deadline::new();
-        let start = Instant::now();
-        open(&mut deadline, ms(30));
-        futures::executor::block_on(deadline.wait());
-        assert!(start.elapsed() >= ms(30));
+        wait_out(&mut Deadline::new(), ms(30));
     }
 
     #[test]
@@ -194,10 +201,7 @@ mod tests {
         // Whether or not a stall let the 20 ms pass first, the next window
         // must last its full 60 ms.
         wait_once(&mut deadline, &mut nobody());
-        let start = Instant::now();
-        open(&mut deadline, ms(60));
-        futures::executor::block_on(deadline.wait());
-        assert!(start.elapsed() >= ms(60));
+        wait_out(&mut deadline, ms(60));
     }
 
     #[test]

@@ -266,32 +266,25 @@ impl LiveTasks {
     }
 }
 
-/// A spawner on a test's runtime that counts the tasks it is given: to tell
-/// a batch run on its caller's task from one spawned.
-#[derive(Clone)]
-pub struct CountedSpawner {
-    rt: Rt,
-    spawned: Arc<AtomicUsize>,
-}
+/// A spawner that keeps every task it is given and never runs one: a loader
+/// built on it has a collector that never runs, so only the requests
+/// themselves can run its batches.
+#[derive(Clone, Default)]
+pub struct HeldSpawner(Arc<Mutex<Vec<BoxFuture>>>);
 
-impl CountedSpawner {
-    pub fn new(rt: &Rt) -> Self {
-        Self {
-            rt: rt.clone(),
-            spawned: Arc::default(),
-        }
-    }
-
-    /// How many tasks were spawned so far.
-    pub fn spawned(&self) -> usize {
-        self.spawned.load(Ordering::SeqCst)
+impl HeldSpawner {
+    /// How many tasks it was given so far.
+    pub fn held(&self) -> usize {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).len()
     }
 }
 
-impl Spawner for CountedSpawner {
+impl Spawner for HeldSpawner {
     fn spawn(&self, future: BoxFuture) {
-        self.spawned.fetch_add(1, Ordering::SeqCst);
-        Spawner::spawn(&self.rt, future);
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(future);
     }
 }
 
