@@ -263,12 +263,14 @@ where
     }
 
     /// Marks the keys of a batch about to be fetched as carried by `batch`.
-    /// Done under the lock so that `clear` sees exactly which fetches started;
-    /// the shared lock is enough, as only writers read the mark. (Not under
-    /// the in-flight table's lock: a thread would then block while a writer
-    /// holds it, instead of waiting for the async lock.)
-    pub(crate) async fn start_batch(&self, batch: u64, resolvers: &[Resolver<Outcome<V, E>>]) {
-        let _reader = self.read().await;
+    /// Done under the in-flight table's lock, which `clear` and `clear_all`
+    /// also hold while they read the marks, so each sees exactly which
+    /// fetches started. That lock rather than the async one: it is held
+    /// briefly (a writer holds it for one batch's answers at most), while
+    /// releasing the async lock notifies its event, several atomic
+    /// operations even with nobody waiting.
+    pub(crate) fn start_batch(&self, batch: u64, resolvers: &[Resolver<Outcome<V, E>>]) {
+        let _marking = lock(&self.in_flight);
         for resolver in resolvers {
             resolver.assign_batch(batch);
         }

@@ -11,13 +11,13 @@ use crate::hot_counter::HotCounters;
 /// Where cache hits and joins are in `Counters::hot`.
 const HITS: usize = 0;
 const JOINS: usize = 1;
+const QUEUED: usize = 2;
 
 /// Live counters, shared by a loader's handle, collector and batches.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     /// Cache hits and joins; see [`hit`](Self::hit) and [`join`](Self::join).
-    hot: HotCounters<2>,
-    pub(crate) queued: AtomicU64,
+    hot: HotCounters<3>,
     pub(crate) rejected: AtomicU64,
     pub(crate) batches: AtomicU64,
     pub(crate) batched_items: AtomicU64,
@@ -42,6 +42,12 @@ impl Counters {
         self.hot.add(JOINS, 1);
     }
 
+    /// Counts a request queued for a batch: on every miss, so sharded too.
+    #[inline]
+    pub(crate) fn queued(&self) {
+        self.hot.add(QUEUED, 1);
+    }
+
     pub(crate) fn add(counter: &AtomicU64, amount: u64) {
         counter.fetch_add(amount, Ordering::Relaxed);
     }
@@ -49,7 +55,11 @@ impl Counters {
     pub(crate) fn record_batch(&self, size: usize) {
         Self::add(&self.batches, 1);
         Self::add(&self.batched_items, size as u64);
-        self.largest_batch.fetch_max(size as u64, Ordering::Relaxed);
+        // `fetch_max` is a compare-and-swap even when nothing changes: look
+        // first, as a new largest batch is rare.
+        if size as u64 > self.largest_batch.load(Ordering::Relaxed) {
+            self.largest_batch.fetch_max(size as u64, Ordering::Relaxed);
+        }
     }
 
     pub(crate) fn record_backend_time(&self, elapsed: Duration) {
@@ -62,7 +72,7 @@ impl Counters {
         let (cache_hits, joins, queued, rejected) = (
             self.hot.sum(HITS),
             self.hot.sum(JOINS),
-            read(&self.queued),
+            self.hot.sum(QUEUED),
             read(&self.rejected),
         );
         let (batches, batched_items) = (read(&self.batches), read(&self.batched_items));

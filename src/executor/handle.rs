@@ -341,7 +341,10 @@ impl<X: Executor> BatchExecutor<X> {
     }
 
     fn count_queued(&self) {
-        Counters::add(&self.inner.counters.queued, 1);
+        // Off any hit path: enrolling here gives this thread its own shard
+        // of the counter (see `hot_counter`).
+        crate::hot_counter::enroll();
+        self.inner.counters.queued();
     }
 
     fn refused(&self, error: SubmitError<X::Value>) -> SubmitError<X::Value> {

@@ -426,7 +426,7 @@ impl<F: Fetcher> BatchFetcher<F> {
         if lead {
             match self.inner.queue.try_lead(ticket) {
                 Ok(lead) => {
-                    Counters::add(&counters.queued, 1);
+                    counters.queued();
                     return (Known::Join(claim.promise), Some(lead));
                 }
                 Err(refused) => ticket = refused,
@@ -434,7 +434,7 @@ impl<F: Fetcher> BatchFetcher<F> {
         }
         match self.inner.queue.push(ticket) {
             Ok(lead) => {
-                Counters::add(&counters.queued, 1);
+                counters.queued();
                 (Known::Join(claim.promise), lead)
             }
             // The queue is unbounded, so only a closed loader refuses.

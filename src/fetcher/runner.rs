@@ -43,7 +43,7 @@ impl<F: Fetcher> RunBatch for FetchRunner<F> {
         crate::hot_counter::enroll();
         let id = self.batches.fetch_add(1, Ordering::Relaxed) + 1;
         let (keys, resolvers) = split_pairs(batch);
-        self.map.start_batch(id, &resolvers).await;
+        self.map.start_batch(id, &resolvers);
         let mut values = Values::with_capacity(keys.len());
         let stopwatch = Stopwatch::start();
         // The fetcher's future is created inside the guarded block, so a
@@ -61,6 +61,7 @@ impl<F: Fetcher> RunBatch for FetchRunner<F> {
                         .catch_unwind()
                         .await;
                 match delivered {
+                    Ok(0) => {}
                     Ok(missing) => Counters::add(&counters.not_found, missing),
                     // `default_with`, a store or a value's `Clone` panicked:
                     // the keys not yet answered get the panic.
