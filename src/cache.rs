@@ -129,6 +129,10 @@ where
 /// Fetches queued or running, by key.
 type InFlight<K, V, E> = HashMap<K, Pending<V, E>, Hasher>;
 
+/// How many keys' room the in-flight table keeps when it shrinks: a few
+/// batches of the default size.
+const KEPT_IN_FLIGHT: usize = 1024;
+
 pub(crate) struct IdentityMap<K, V, E> {
     stored: RwLock<Stored<K, V>>,
     /// Locked only by a holder of `stored`'s lock (shared or exclusive), so
@@ -420,10 +424,13 @@ where
         None
     }
 
-    /// Gives back the memory of a burst of keys once it is answered.
+    /// Gives back the memory of a burst of keys once it is answered. Room
+    /// for [`KEPT_IN_FLIGHT`] keys stays: batches that each fill and empty
+    /// the table would otherwise free it and grow it again, rehashing at
+    /// every doubling, for every batch.
     fn shrink_in_flight(&mut self) {
         let (len, capacity) = (self.in_flight.len(), self.in_flight.capacity());
-        if capacity > 64 && len * 4 < capacity {
+        if capacity > KEPT_IN_FLIGHT && len * 4 < capacity {
             self.in_flight.shrink_to(len * 2);
         }
     }
