@@ -21,7 +21,7 @@ use subjects::{
     Anybatch, AnybatchWrites, AsyncGraphql, Dataloader, Fetched, Subject, Tuning, UltraBatch,
     UltraBatchWrites, WriteSubject, BATCH,
 };
-use workloads::Sample;
+use workloads::{Gather, Sample};
 
 #[global_allocator]
 static ALLOC: alloc::Counting = alloc::Counting::new();
@@ -40,6 +40,8 @@ const RUN_LIMIT: Duration = Duration::from_secs(60);
 /// How much work each workload does.
 struct Config {
     quick: bool,
+    /// How the tasks of the spawned-burst workload are awaited.
+    gather: Gather,
     /// Measured runs per workload (after one warm-up run); the median counts.
     runs: usize,
     hit_known: u64,
@@ -56,9 +58,10 @@ struct Config {
 }
 
 impl Config {
-    fn new(quick: bool) -> Self {
+    fn new(quick: bool, gather: Gather) -> Self {
         Self {
             quick,
+            gather,
             runs: if quick { 3 } else { 9 },
             hit_known: 10_000,
             hit_loads: 200_000,
@@ -101,23 +104,36 @@ struct Row {
 }
 
 fn main() {
+    const USAGE: &str = "usage: anybatch-peers [--quick] [--gather in-order|joinset|join-all]\n  \
+        --quick   fewer runs, for a CI smoke pass\n  \
+        --gather  how row 2b awaits its spawned tasks (default in-order)";
     let mut quick = false;
-    for arg in std::env::args().skip(1) {
+    let mut gather = Gather::default();
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
         match arg.as_str() {
             "--quick" => quick = true,
+            "--gather" => {
+                let name = args.next().unwrap_or_default();
+                match Gather::NAMES.iter().find(|(known, _)| *known == name) {
+                    Some((_, chosen)) => gather = *chosen,
+                    None => {
+                        eprintln!("unknown --gather {name:?}\n{USAGE}");
+                        std::process::exit(2);
+                    }
+                }
+            }
             "-h" | "--help" => {
-                println!(
-                    "usage: anybatch-peers [--quick]\n  --quick  fewer runs, for a CI smoke pass"
-                );
+                println!("{USAGE}");
                 return;
             }
             other => {
-                eprintln!("unknown argument {other:?}; usage: anybatch-peers [--quick]");
+                eprintln!("unknown argument {other:?}\n{USAGE}");
                 std::process::exit(2);
             }
         }
     }
-    let config = Config::new(quick);
+    let config = Config::new(quick, gather);
     let load_before = load_average();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -286,16 +302,26 @@ fn burst_row(runtime: &Runtime, config: &Config, spawned: bool) -> Row {
     let ideal = format!("{keys} in {}", keys.div_ceil(BATCH as u64));
     let unit = Unit::NsPer("ns/key", keys);
     if spawned {
+        let gather = config.gather;
+        let awaited = match gather {
+            Gather::InOrder => "handles awaited in spawn order",
+            Gather::JoinSet => "a `JoinSet` drained",
+            Gather::JoinAll => "`join_all` over the handles",
+        };
         loads_row(
             runtime,
             config,
-            format!("2b. burst miss: {keys} distinct keys, one `tokio::spawn`ed task per load"),
+            format!(
+                "2b. burst miss: {keys} distinct keys, one `tokio::spawn`ed task per load, \
+                 {awaited} (`--gather {}`)",
+                gather.name()
+            ),
             ideal,
             unit,
-            workloads::burst_spawned::<Anybatch>,
-            workloads::burst_spawned::<UltraBatch>,
-            workloads::burst_spawned::<Dataloader>,
-            workloads::burst_spawned::<AsyncGraphql>,
+            move |keys| workloads::burst_spawned::<Anybatch>(keys, gather),
+            move |keys| workloads::burst_spawned::<UltraBatch>(keys, gather),
+            move |keys| workloads::burst_spawned::<Dataloader>(keys, gather),
+            move |keys| workloads::burst_spawned::<AsyncGraphql>(keys, gather),
             keys,
         )
     } else {

@@ -99,21 +99,82 @@ pub async fn burst_joined<S: Subject>(keys: u64) -> Sample {
     sample
 }
 
-/// Workload 2b: `keys` distinct keys, one spawned task per load.
-pub async fn burst_spawned<S: Subject>(keys: u64) -> Sample {
+/// How the spawned tasks of workload 2b are awaited.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Gather {
+    /// Each `JoinHandle` awaited in turn, in spawn order (the default).
+    #[default]
+    InOrder,
+    /// A `tokio::task::JoinSet`, drained in completion order.
+    JoinSet,
+    /// `futures::future::join_all` over the `JoinHandle`s. Under tokio's
+    /// cooperative budget, a handle polled after the task's budget is spent
+    /// returns `Pending` and wakes itself, so every poll of the `join_all`
+    /// re-polls thousands of handles: the cost grows with the square of
+    /// the task count and with how the tasks happen to finish, and swamps
+    /// the loaders' own (tokio-rs/tokio#2401).
+    JoinAll,
+}
+
+impl Gather {
+    pub const NAMES: [(&'static str, Gather); 3] = [
+        ("in-order", Gather::InOrder),
+        ("joinset", Gather::JoinSet),
+        ("join-all", Gather::JoinAll),
+    ];
+
+    pub fn name(self) -> &'static str {
+        Self::NAMES
+            .iter()
+            .find(|(_, gather)| *gather == self)
+            .map_or("?", |(name, _)| name)
+    }
+}
+
+/// Workload 2b: `keys` distinct keys, one spawned task per load, awaited as
+/// `gather` says.
+pub async fn burst_spawned<S: Subject>(keys: u64, gather: Gather) -> Sample {
     let counts = Arc::new(Counts::default());
     let loader = S::build(Tuning::Batching, &counts);
+    let load = |key: u64| {
+        let loader = loader.clone();
+        async move { (key, loader.load(key).await) }
+    };
     let start = Instant::now();
-    let tasks: Vec<_> = (0..keys)
-        .map(|key| {
-            let loader = loader.clone();
-            tokio::spawn(async move { loader.load(key).await })
-        })
-        .collect();
-    let values = join_all(tasks).await;
+    let mut values: Vec<(u64, u64)> = match gather {
+        Gather::JoinAll => {
+            let tasks: Vec<_> = (0..keys).map(|key| tokio::spawn(load(key))).collect();
+            join_all(tasks)
+                .await
+                .into_iter()
+                .map(|done| done.expect("load task"))
+                .collect()
+        }
+        Gather::InOrder => {
+            let tasks: Vec<_> = (0..keys).map(|key| tokio::spawn(load(key))).collect();
+            let mut values = Vec::with_capacity(tasks.len());
+            for task in tasks {
+                values.push(task.await.expect("load task"));
+            }
+            values
+        }
+        Gather::JoinSet => {
+            let mut tasks = tokio::task::JoinSet::new();
+            for key in 0..keys {
+                tasks.spawn(load(key));
+            }
+            let mut values = Vec::with_capacity(keys as usize);
+            while let Some(done) = tasks.join_next().await {
+                values.push(done.expect("load task"));
+            }
+            values
+        }
+    };
     let sample = Sample::new(start.elapsed(), &counts);
-    for (key, value) in (0..keys).zip(values) {
-        check(key, value.expect("load task"));
+    values.sort_unstable();
+    assert_eq!(values.len() as u64, keys, "a load task went missing");
+    for (key, value) in values {
+        check(key, value);
     }
     sample
 }
