@@ -23,7 +23,7 @@ use async_lock::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::promise::{promise, Promise, Resolver};
 use crate::store::{Hasher, MapStore, Store};
-use crate::unpoisoned::lock;
+use crate::unpoisoned::{lock, try_lock};
 use crate::{LoadError, MaybeSend, MaybeSync};
 
 /// Makes the value of a key the fetcher did not deliver (the builder's
@@ -135,10 +135,11 @@ const KEPT_IN_FLIGHT: usize = 1024;
 
 pub(crate) struct IdentityMap<K, V, E> {
     stored: RwLock<Stored<K, V>>,
-    /// Locked only by a holder of `stored`'s lock (shared or exclusive), so
-    /// that no reader sees a fetch between leaving this table and reaching
-    /// the store, and so that a writer, alone under the exclusive lock,
-    /// never waits for it.
+    /// Locked by a holder of `stored`'s lock (shared or exclusive), so that
+    /// no reader sees a fetch between leaving this table and reaching the
+    /// store; and, without waiting, by a batch marking its keys (see
+    /// [`start_batch`](Self::start_batch)), so a writer may wait for it as
+    /// long as a mark takes.
     in_flight: Mutex<InFlight<K, V, E>>,
     /// The value of an undelivered key; `None`: it is `NotFound`.
     default: Option<Default<K, V>>,
@@ -266,18 +267,31 @@ where
         map.in_flight.retain(|_, pending| is_queued(pending));
     }
 
-    /// Marks the keys of a batch about to be fetched as carried by `batch`.
-    /// Done under the in-flight table's lock, which `clear` and `clear_all`
-    /// also hold while they read the marks, so each sees exactly which
-    /// fetches started. That lock rather than the async one: it is held
-    /// briefly (a writer holds it for one batch's answers at most), while
-    /// releasing the async lock notifies its event, several atomic
-    /// operations even with nobody waiting.
-    pub(crate) fn start_batch(&self, batch: u64, resolvers: &[Resolver<Outcome<V, E>>]) {
-        let _marking = lock(&self.in_flight);
-        for resolver in resolvers {
-            resolver.assign_batch(batch);
+    /// Marks the keys of a batch about to be fetched as carried by `batch`,
+    /// under a lock that `clear` and `clear_all` hold while they read the
+    /// marks, so each sees exactly which fetches started. They hold both the
+    /// exclusive lock and the in-flight table's, so either excludes them. The
+    /// table's is tried first: releasing the async lock notifies its event,
+    /// several atomic operations even with nobody waiting. But a writer holds
+    /// the table's lock for as long as it works (a slow store's `clear`, or
+    /// user code for every key it answers), so when it is taken the batch
+    /// waits for the async lock instead of blocking its thread.
+    pub(crate) async fn start_batch(&self, batch: u64, resolvers: &[Resolver<Outcome<V, E>>]) {
+        if self.try_mark(batch, resolvers) {
+            return;
         }
+        let _reader = self.read().await;
+        mark(batch, resolvers);
+    }
+
+    /// [`start_batch`](Self::start_batch) under the in-flight table's lock,
+    /// if it is free now; says whether it marked.
+    fn try_mark(&self, batch: u64, resolvers: &[Resolver<Outcome<V, E>>]) -> bool {
+        let Some(_marking) = try_lock(&self.in_flight) else {
+            return false;
+        };
+        mark(batch, resolvers);
+        true
     }
 
     /// Answers batch `batch` from the values its fetcher delivered: delivered
@@ -431,7 +445,7 @@ where
     fn shrink_in_flight(&mut self) {
         let (len, capacity) = (self.in_flight.len(), self.in_flight.capacity());
         if capacity > KEPT_IN_FLIGHT && len * 4 < capacity {
-            self.in_flight.shrink_to(len * 2);
+            self.in_flight.shrink_to((len * 2).max(KEPT_IN_FLIGHT));
         }
     }
 
@@ -462,6 +476,12 @@ where
 }
 
 /// Not yet answered: callers can still join it.
+fn mark<V, E>(batch: u64, resolvers: &[Resolver<Outcome<V, E>>]) {
+    for resolver in resolvers {
+        resolver.assign_batch(batch);
+    }
+}
+
 fn is_pending<V, E>(pending: &Pending<V, E>) -> bool {
     !pending.is_settled()
 }

@@ -1,4 +1,5 @@
-//! Counters bumped on every cache hit or join, sharded per thread.
+//! Counters bumped once per request (a cache hit, a join, a queued request),
+//! sharded per thread.
 //!
 //! A shared `fetch_add` is a `lock xadd` on every hit (about 6 ns of a 46 ns
 //! hit), and threads hitting the same loader would fight over its cache line.
@@ -12,9 +13,10 @@
 //! that churn threads keep getting exclusive shards. `add` never enrolls:
 //! any call on its path, even a cold one, made the compiler spill the hit's
 //! answer to the stack around it, costing more than the `lock xadd` saved.
-//! Loaders enroll on their slow paths (a miss, `load_many`, `prime`) and
-//! when a thread runs a batch, so the workers of a runtime enroll before
-//! their hits add up; until then a thread adds to the shared slot.
+//! Loaders enroll on their slow paths (a miss, `load_many`, `prime`),
+//! executors when they queue a value, and both when a thread runs a batch,
+//! so the workers of a runtime enroll before their hits add up; until then a
+//! thread adds to the shared slot.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};

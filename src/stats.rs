@@ -1,14 +1,15 @@
 //! Counters every loader keeps, and the snapshot [`Stats`] users read.
 //!
-//! Counting is a relaxed atomic add: no lock. Cache hits and joins, counted
-//! on the hot path, are sharded per thread (see [`HotCounters`]).
+//! Counting is a relaxed atomic add: no lock. Cache hits, joins and queued
+//! requests, counted once per request, are sharded per thread (see
+//! [`HotCounters`]).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::hot_counter::HotCounters;
 
-/// Where cache hits and joins are in `Counters::hot`.
+/// Where cache hits, joins and queued requests are in `Counters::hot`.
 const HITS: usize = 0;
 const JOINS: usize = 1;
 const QUEUED: usize = 2;
@@ -16,7 +17,8 @@ const QUEUED: usize = 2;
 /// Live counters, shared by a loader's handle, collector and batches.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
-    /// Cache hits and joins; see [`hit`](Self::hit) and [`join`](Self::join).
+    /// Cache hits, joins and queued requests; see [`hit`](Self::hit),
+    /// [`join`](Self::join) and [`queued`](Self::queued).
     hot: HotCounters<3>,
     pub(crate) rejected: AtomicU64,
     pub(crate) batches: AtomicU64,

@@ -3,10 +3,13 @@
 mod common;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
-use anybatch::{GroupFetcher, GroupedBatchFetcher, LoadError, LruStore, Store, TtlStore, Values};
+use anybatch::{
+    GroupFetcher, GroupedBatchFetcher, LoadError, LruStore, MapStore, Store, TtlStore, Values,
+};
 use common::*;
 
 /// A store that keeps only even keys and logs what the loader asks of it.
@@ -46,7 +49,84 @@ impl Store<u64, Option<u64>> for EvenOnly {
     }
 }
 
+/// A store whose `clear` tells the test it started, then holds the
+/// identity map's write until the test lets it go (or 10 s pass).
+struct GatedClear {
+    map: MapStore<u64, Option<u64>>,
+    clearing: mpsc::Sender<()>,
+    release: Mutex<mpsc::Receiver<()>>,
+    gave_up: Arc<AtomicBool>,
+}
+
+impl Store<u64, Option<u64>> for GatedClear {
+    fn get(&self, key: &u64) -> Option<Option<u64>> {
+        self.map.get(key)
+    }
+
+    fn insert(&mut self, key: u64, value: Option<u64>) {
+        self.map.insert(key, value);
+    }
+
+    fn remove(&mut self, key: &u64) {
+        self.map.remove(key);
+    }
+
+    fn clear(&mut self) {
+        let _ = self.clearing.send(());
+        let released = self
+            .release
+            .lock()
+            .unwrap()
+            .recv_timeout(Duration::from_secs(10));
+        self.gave_up.store(released.is_err(), Ordering::SeqCst);
+        self.map.clear();
+    }
+
+    fn len(&self) -> usize {
+        self.map.len()
+    }
+}
+
 runtime_tests! {
+    /// A batch that starts while a writer holds the identity map (here a
+    /// store's slow `clear`) waits for the writer without blocking its
+    /// thread: the writer is let go only after the batch's poll returns.
+    #[cfg(not(target_arch = "wasm32"))]
+    // Native only: the writer runs on a thread of its own.
+    async fn a_batch_starting_during_a_slow_write_does_not_block_its_thread(rt: Rt) {
+        let (clearing, cleared) = mpsc::channel();
+        let (release, released) = mpsc::channel();
+        let gave_up = Arc::new(AtomicBool::new(false));
+        let store = GatedClear {
+            map: MapStore::new(),
+            clearing,
+            release: Mutex::new(released),
+            gave_up: gave_up.clone(),
+        };
+        let (builder, _probe) = builder(&rt);
+        let loader = builder.store(store).max_delay(Duration::ZERO).build().unwrap();
+        // The lone load of an idle loader runs its own batch, after one yield.
+        let mut load = Box::pin(loader.load(1));
+        assert!(futures::poll!(load.as_mut()).is_pending(), "the load yields first");
+        let writer = std::thread::spawn({
+            let loader = loader.clone();
+            move || futures::executor::block_on(loader.clear_all())
+        });
+        cleared
+            .recv_timeout(Duration::from_secs(10))
+            .expect("clear_all to reach the store");
+        // The batch starts here, while the writer holds the map.
+        let polled = futures::poll!(load.as_mut());
+        let _ = release.send(());
+        writer.join().unwrap();
+        assert!(
+            !gave_up.load(Ordering::SeqCst),
+            "the batch's poll blocked its thread until the writer gave up"
+        );
+        assert!(polled.is_pending(), "the batch waits for the writer");
+        assert_eq!(load.await.unwrap(), value_of(1));
+    }
+
     /// An `LruStore` never holds more than its capacity; evicted keys are
     /// fetched again, keys in use stay.
     async fn lru_store_bounds_the_loader(rt: Rt) {

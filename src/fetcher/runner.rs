@@ -43,7 +43,7 @@ impl<F: Fetcher> RunBatch for FetchRunner<F> {
         crate::hot_counter::enroll();
         let id = self.batches.fetch_add(1, Ordering::Relaxed) + 1;
         let (keys, resolvers) = split_pairs(batch);
-        self.map.start_batch(id, &resolvers);
+        self.map.start_batch(id, &resolvers).await;
         let mut values = Values::with_capacity(keys.len());
         let stopwatch = Stopwatch::start();
         // The fetcher's future is created inside the guarded block, so a
