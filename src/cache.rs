@@ -3,7 +3,9 @@
 //!
 //! Answers live in a [`Store`] (pluggable: bounded, expiring) behind an async
 //! `RwLock` that is only ever held for a few map operations, never across a
-//! backend call, so a cache hit never waits for a fetch. Fetches in flight
+//! backend call, so a cache hit never waits for a fetch. The lock keeps a
+//! standing reader while no writer is at work, which makes a hit's release
+//! cheap (see [`pinned_lock`](crate::pinned_lock)). Fetches in flight
 //! live beside it in a table the store never sees, so eviction cannot break
 //! deduplication.
 //!
@@ -19,8 +21,9 @@ use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use async_lock::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use async_lock::RwLockReadGuard;
 
+use crate::pinned_lock::{PinnedRwLock, PinnedWriteGuard};
 use crate::promise::{promise, Promise, Resolver};
 use crate::store::{Hasher, MapStore, Store};
 use crate::unpoisoned::{lock, try_lock};
@@ -134,7 +137,9 @@ type InFlight<K, V, E> = HashMap<K, Pending<V, E>, Hasher>;
 const KEPT_IN_FLIGHT: usize = 1024;
 
 pub(crate) struct IdentityMap<K, V, E> {
-    stored: RwLock<Stored<K, V>>,
+    /// Keeps a standing reader while no writer is at work, so that a hit's
+    /// release is never the last reader's (see `pinned_lock`).
+    stored: PinnedRwLock<Stored<K, V>>,
     /// Locked by a holder of `stored`'s lock (shared or exclusive), so that
     /// no reader sees a fetch between leaving this table and reaching the
     /// store; and, without waiting, by a batch marking its keys (see
@@ -167,7 +172,7 @@ pub(crate) enum Lookup<'a, K, V, E> {
 /// The map under its exclusive lock.
 struct Writer<'a, K, V, E> {
     in_flight: MutexGuard<'a, InFlight<K, V, E>>,
-    stored: RwLockWriteGuard<'a, Stored<K, V>>,
+    stored: PinnedWriteGuard<'a, Stored<K, V>>,
 }
 
 impl<K, V, E> IdentityMap<K, V, E>
@@ -177,7 +182,7 @@ where
 {
     pub(crate) fn new(stored: Stored<K, V>, default: Option<Default<K, V>>) -> Self {
         Self {
-            stored: RwLock::new(stored),
+            stored: PinnedRwLock::new(stored),
             in_flight: Mutex::new(HashMap::default()),
             default,
         }
@@ -201,10 +206,7 @@ where
 
     /// The shared lock, without waiting when it is free.
     pub(crate) async fn read(&self) -> Reader<'_, K, V, E> {
-        let stored = match self.stored.try_read() {
-            Some(stored) => stored,
-            None => self.stored.read().await,
-        };
+        let stored = self.stored.read().await;
         self.reader(stored)
     }
 
@@ -223,10 +225,7 @@ where
 
     /// The exclusive lock, without waiting when it is free.
     async fn write(&self) -> Writer<'_, K, V, E> {
-        let stored = match self.stored.try_write() {
-            Some(stored) => stored,
-            None => self.stored.write().await,
-        };
+        let stored = self.stored.write().await;
         Writer {
             in_flight: lock(&self.in_flight),
             stored,

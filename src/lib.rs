@@ -133,6 +133,7 @@ mod fetcher;
 mod grouped;
 mod hot_counter;
 mod maybe_send;
+mod pinned_lock;
 mod promise;
 mod spawn;
 mod stats;
