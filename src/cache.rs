@@ -26,7 +26,7 @@ use async_lock::RwLockReadGuard;
 use crate::pinned_lock::{PinnedRwLock, PinnedWriteGuard};
 use crate::promise::{promise, Promise, Resolver};
 use crate::store::{Hasher, MapStore, Store};
-use crate::unpoisoned::{lock, try_lock};
+use crate::unpoisoned::lock;
 use crate::{LoadError, MaybeSend, MaybeSync};
 
 /// Makes the value of a key the fetcher did not deliver (the builder's
@@ -140,11 +140,10 @@ pub(crate) struct IdentityMap<K, V, E> {
     /// Keeps a standing reader while no writer is at work, so that a hit's
     /// release is never the last reader's (see `pinned_lock`).
     stored: PinnedRwLock<Stored<K, V>>,
-    /// Locked by a holder of `stored`'s lock (shared or exclusive), so that
-    /// no reader sees a fetch between leaving this table and reaching the
-    /// store; and, without waiting, by a batch marking its keys (see
-    /// [`start_batch`](Self::start_batch)), so a writer may wait for it as
-    /// long as a mark takes.
+    /// Locked only by a holder of `stored`'s lock (shared or exclusive), so
+    /// that no reader sees a fetch between leaving this table and reaching
+    /// the store, and so that a writer, alone under the exclusive lock,
+    /// never waits for it.
     in_flight: Mutex<InFlight<K, V, E>>,
     /// The value of an undelivered key; `None`: it is `NotFound`.
     default: Option<Default<K, V>>,
@@ -267,30 +266,15 @@ where
     }
 
     /// Marks the keys of a batch about to be fetched as carried by `batch`,
-    /// under a lock that `clear` and `clear_all` hold while they read the
-    /// marks, so each sees exactly which fetches started. They hold both the
-    /// exclusive lock and the in-flight table's, so either excludes them. The
-    /// table's is tried first: releasing the async lock notifies its event,
-    /// several atomic operations even with nobody waiting. But a writer holds
-    /// the table's lock for as long as it works (a slow store's `clear`, or
-    /// user code for every key it answers), so when it is taken the batch
-    /// waits for the async lock instead of blocking its thread.
+    /// under the shared lock: `clear` and `clear_all` read the marks under
+    /// the exclusive one, so each sees exactly which fetches started. (With
+    /// the lock's standing reader, taking it is one compare-and-swap and
+    /// releasing it one subtraction.)
     pub(crate) async fn start_batch(&self, batch: u64, resolvers: &[Resolver<Outcome<V, E>>]) {
-        if self.try_mark(batch, resolvers) {
-            return;
-        }
         let _reader = self.read().await;
-        mark(batch, resolvers);
-    }
-
-    /// [`start_batch`](Self::start_batch) under the in-flight table's lock,
-    /// if it is free now; says whether it marked.
-    fn try_mark(&self, batch: u64, resolvers: &[Resolver<Outcome<V, E>>]) -> bool {
-        let Some(_marking) = try_lock(&self.in_flight) else {
-            return false;
-        };
-        mark(batch, resolvers);
-        true
+        for resolver in resolvers {
+            resolver.assign_batch(batch);
+        }
     }
 
     /// Answers batch `batch` from the values its fetcher delivered: delivered
@@ -475,12 +459,6 @@ where
 }
 
 /// Not yet answered: callers can still join it.
-fn mark<V, E>(batch: u64, resolvers: &[Resolver<Outcome<V, E>>]) {
-    for resolver in resolvers {
-        resolver.assign_batch(batch);
-    }
-}
-
 fn is_pending<V, E>(pending: &Pending<V, E>) -> bool {
     !pending.is_settled()
 }

@@ -132,6 +132,7 @@ impl<T> DerefMut for PinnedWriteGuard<'_, T> {
 mod tests {
     use super::*;
     use futures::FutureExt;
+    use std::future::Future;
 
     #[test]
     fn a_writer_gets_the_lock_and_the_reader_stands_again() {
@@ -171,36 +172,125 @@ mod tests {
         }
     }
 
+    /// Checks, once nothing is running, that the lock has exactly one
+    /// standing reader and no other: a writer is refused while it stands,
+    /// and let in once it is put down.
+    fn exactly_one_standing<T>(lock: &PinnedRwLock<T>) {
+        assert!(lock.is_pinned(), "the standing reader is there");
+        assert!(lock.lock.try_write().is_none(), "it holds the lock");
+        let standing = lock.pin.lock().unwrap().standing.take();
+        drop(standing);
+        assert!(
+            lock.lock.try_write().is_some(),
+            "no other reader was left behind"
+        );
+        let mut pin = lock.pin.lock().unwrap();
+        assert_eq!(pin.writers, 0);
+        pin.standing = lock.lock.try_read_arc();
+    }
+
+    fn ready<F: Future + Unpin>(future: &mut F, what: &str) -> F::Output {
+        let waker = futures::task::noop_waker();
+        match future.poll_unpin(&mut std::task::Context::from_waker(&waker)) {
+            std::task::Poll::Ready(output) => output,
+            std::task::Poll::Pending => panic!("{what} is still waiting"),
+        }
+    }
+
+    fn pending<F: Future + Unpin>(future: &mut F, what: &str) {
+        let waker = futures::task::noop_waker();
+        let polled = future.poll_unpin(&mut std::task::Context::from_waker(&waker));
+        assert!(polled.is_pending(), "{what} did not wait");
+    }
+
     #[test]
-    fn writers_and_readers_on_many_threads_all_finish() {
+    fn writers_hand_over_and_cancel_without_losing_the_standing_reader() {
+        let lock = PinnedRwLock::new(0);
+        // One writer leaves while a second waits: no standing reader until
+        // the second is done too.
+        let first = futures::executor::block_on(lock.write());
+        let mut second = Box::pin(lock.write());
+        pending(&mut second, "the second writer");
+        drop(first);
+        assert!(!lock.is_pinned());
+        let guard = ready(&mut second, "the second writer");
+        drop(guard);
+        exactly_one_standing(&lock);
+
+        // A writer waiting for a reader is dropped while another waits
+        // behind it; a reader arriving meanwhile waits for the writer.
+        let reader = lock.try_read().unwrap();
+        let mut first = Box::pin(lock.write());
+        pending(&mut first, "a writer behind a reader");
+        let mut second = Box::pin(lock.write());
+        pending(&mut second, "a writer behind a writer");
+        drop(first);
+        assert!(!lock.is_pinned(), "the second writer still counts");
+        pending(&mut second, "the second writer, behind the reader");
+        let mut late_reader = Box::pin(lock.read());
+        pending(&mut late_reader, "a reader behind a writer");
+        drop(reader);
+        drop(ready(&mut second, "the second writer"));
+        drop(ready(&mut late_reader, "the late reader"));
+        exactly_one_standing(&lock);
+
+        // Dropped inside another future, as the identity map's writes are.
+        async fn write_in(lock: &PinnedRwLock<i32>) {
+            *lock.write().await += 1;
+        }
+        let reader = lock.try_read().unwrap();
+        let mut nested = Box::pin(write_in(&lock));
+        pending(&mut nested, "a nested writer");
+        drop(nested);
+        drop(reader);
+        exactly_one_standing(&lock);
+    }
+
+    #[test]
+    fn threads_reading_writing_and_giving_up_never_hang_and_leave_one_standing() {
+        const OPERATIONS: u64 = 50_000;
         let lock = Arc::new(PinnedRwLock::new(0u64));
-        let threads: Vec<_> = (0..4)
+        let threads: Vec<_> = (0..4u64)
             .map(|thread| {
                 let lock = lock.clone();
                 std::thread::spawn(move || {
-                    for round in 0..2_000 {
-                        futures::executor::block_on(async {
-                            if (round + thread) % 3 == 0 {
-                                *lock.write().await += 1;
-                            } else {
-                                let _ = *lock.read().await;
+                    let waker = futures::task::noop_waker();
+                    let mut cx = std::task::Context::from_waker(&waker);
+                    let mut state = thread.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+                    let mut writes = 0u64;
+                    for _ in 0..OPERATIONS {
+                        // xorshift: a fixed, varied mix of operations per thread.
+                        state ^= state << 13;
+                        state ^= state >> 7;
+                        state ^= state << 17;
+                        match state % 6 {
+                            0 => {
+                                *futures::executor::block_on(lock.write()) += 1;
+                                writes += 1;
                             }
-                        });
+                            1 => {
+                                // Polled once: written if free, else given up.
+                                let mut write = Box::pin(lock.write());
+                                if let std::task::Poll::Ready(mut guard) = write.poll_unpin(&mut cx)
+                                {
+                                    *guard += 1;
+                                    writes += 1;
+                                }
+                            }
+                            2 => drop(futures::executor::block_on(lock.read())),
+                            3 => drop(Box::pin(lock.read()).poll_unpin(&mut cx)),
+                            _ => drop(lock.try_read()),
+                        }
                     }
+                    writes
                 })
             })
             .collect();
-        for thread in threads {
-            thread.join().unwrap();
-        }
-        assert!(lock.is_pinned());
-        let writes: u64 = (0..4u64)
-            .map(|thread| {
-                (0..2_000u64)
-                    .filter(|round| (round + thread) % 3 == 0)
-                    .count() as u64
-            })
+        let writes: u64 = threads
+            .into_iter()
+            .map(|thread| thread.join().unwrap())
             .sum();
-        assert_eq!(*lock.try_read().unwrap(), writes);
+        assert_eq!(*lock.try_read().unwrap(), writes, "no write lost");
+        exactly_one_standing(&lock);
     }
 }
