@@ -427,7 +427,9 @@ where
     /// every doubling, for every batch.
     fn shrink_in_flight(&mut self) {
         let (len, capacity) = (self.in_flight.len(), self.in_flight.capacity());
-        if capacity > KEPT_IN_FLIGHT && len * 4 < capacity {
+        // Twice the kept room: a table already sized for it (a capacity a
+        // little under 2,048) is not asked to shrink after every batch.
+        if capacity > 2 * KEPT_IN_FLIGHT && len * 4 < capacity {
             self.in_flight.shrink_to((len * 2).max(KEPT_IN_FLIGHT));
         }
     }

@@ -104,8 +104,8 @@
 //!
 //! # Runtimes
 //! anybatch needs no particular runtime: the collector and the fetches it
-//! dispatches are started through a [`Spawner`]. Timers come from `futures-timer`, the close
-//! and shutdown signals from `async-channel`.
+//! dispatches are started through a [`Spawner`]. Timers come from
+//! `futures-timer`, the close and shutdown signals from `async-channel`.
 //!
 //! # Features
 //! - `smol` (default): [`SmolSpawner`], the default spawner on native targets.
