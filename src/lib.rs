@@ -140,6 +140,8 @@ mod stats;
 mod store;
 mod trace;
 mod unpoisoned;
+#[cfg(test)]
+mod wake_counter;
 
 pub use error::{BuildError, ExecuteError, LoadError, SpawnerError, SubmitError};
 pub use executor::{BatchExecutor, BatchFailure, Executor, ExecutorBuilder};

@@ -259,39 +259,27 @@ impl<T> Backlog<T> {
 
 #[cfg(test)]
 mod tests {
+    use std::future::Future;
     use std::pin::pin;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Arc;
-    use std::task::{Context, Wake};
+    use std::task::Context;
 
     use super::*;
-    use std::future::Future;
-
-    /// Counts its wake-ups.
-    #[derive(Default)]
-    struct Counted(AtomicUsize);
-
-    impl Wake for Counted {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
+    use crate::wake_counter::WakeCounter;
 
     #[test]
     fn a_burst_wakes_the_collector_once_per_wanted_amount() {
         let backlog = Backlog::new(None, 100, false);
-        let wakes = Arc::new(Counted::default());
-        let waker = wakes.clone().into();
+        let (wakes, waker) = WakeCounter::new();
         let mut context = Context::from_waker(&waker);
         let mut ready = Box::pin(backlog.ready(10));
         assert!(ready.as_mut().poll(&mut context).is_pending());
         for item in 0..9 {
             backlog.push(item).unwrap();
         }
-        assert_eq!(wakes.0.load(Ordering::SeqCst), 0, "not enough yet");
+        assert_eq!(wakes.wakes(), 0, "not enough yet");
         backlog.push(9).unwrap();
         backlog.push(10).unwrap();
-        assert_eq!(wakes.0.load(Ordering::SeqCst), 1, "one ring for the batch");
+        assert_eq!(wakes.wakes(), 1, "one ring for the batch");
         assert!(ready.as_mut().poll(&mut context).is_ready());
         let mut batch = Vec::new();
         backlog.fill(&mut batch, 4);

@@ -3,8 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use futures::channel::oneshot;
-
+use super::reply::{reply, ReplyReceiver};
 use super::runner::{ExecuteRunner, Job};
 use super::{Executor, ExecutorBuilder};
 use crate::core::{run_side_by_side, Lead, Queue, Refused};
@@ -104,7 +103,7 @@ impl<X: Executor> BatchExecutor<X> {
     /// [`ExecuteError::Panicked`] when its batch failed,
     /// [`ExecuteError::Closed`] when the executor closed first.
     pub async fn execute(&self, value: X::Value) -> Output<X> {
-        let (reply, answer) = oneshot::channel();
+        let (reply, answer) = reply();
         // Everything up to the wait is decided before the first await, and
         // the slow paths (running a lone batch here, waiting for room) are
         // boxed: across the await the future keeps little more than the
@@ -160,7 +159,7 @@ impl<X: Executor> BatchExecutor<X> {
         let mut replies = Vec::with_capacity(values.len());
         let mut leads = Vec::new();
         for value in values {
-            let (reply, answer) = oneshot::channel();
+            let (reply, answer) = reply();
             let queued = match self.try_enqueue((value, Some(reply))) {
                 Ok(queued) => queued,
                 Err(job) => {
@@ -335,7 +334,7 @@ impl<X: Executor> BatchExecutor<X> {
         Queued::Closed
     }
 
-    async fn answer(&self, reply: oneshot::Receiver<Output<X>>) -> Output<X> {
+    async fn answer(&self, reply: ReplyReceiver<Output<X>>) -> Output<X> {
         // A dropped reply: the batch was dropped unanswered or handed back.
         reply.await.unwrap_or(Err(ExecuteError::Closed))
     }

@@ -3,6 +3,7 @@
 
 mod builder;
 mod handle;
+mod reply;
 mod runner;
 mod source;
 

@@ -5,9 +5,9 @@ use std::fmt;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
-use futures::channel::oneshot;
 use futures::FutureExt;
 
+use super::reply::ReplySender;
 use super::Executor;
 use crate::clock::Stopwatch;
 use crate::core::{split_pairs, RunBatch};
@@ -17,7 +17,7 @@ use crate::trace::BatchSpan;
 use crate::ExecuteError;
 
 pub(crate) type Reply<X> =
-    oneshot::Sender<Result<<X as Executor>::Output, ExecuteError<<X as Executor>::Error>>>;
+    ReplySender<Result<<X as Executor>::Output, ExecuteError<<X as Executor>::Error>>>;
 
 /// A value on its way to a batch; `None` reply: submitted, nobody waits.
 pub(crate) type Job<X> = (<X as Executor>::Value, Option<Reply<X>>);
@@ -73,7 +73,7 @@ impl<X: Executor> RunBatch for ExecuteRunner<X> {
                 span.outcome("ok");
                 for (reply, output) in replies.into_iter().zip(outputs) {
                     if let Some(reply) = reply {
-                        let _ = reply.send(Ok(output));
+                        reply.send(Ok(output));
                     }
                 }
                 return;
@@ -117,7 +117,7 @@ impl<X: Executor> RunBatch for ExecuteRunner<X> {
             let _ = std::panic::catch_unwind(AssertUnwindSafe(|| (self.on_error)(failure)));
         }
         for reply in waiting {
-            let _ = reply.send(Err(error.clone()));
+            reply.send(Err(error.clone()));
         }
     }
 }
