@@ -111,12 +111,18 @@ impl<T> Drop for Resolver<T> {
 /// have one waiter, so slot 0 is stored inline and costs no allocation. A
 /// waiter that goes away frees its slot for the next one, so waiters that
 /// come and go (a load raced against a timeout, in a loop) do not pile up.
+///
+/// Kept small, since every key in flight allocates a promise: a count of
+/// free slots instead of a list of them took a promise of a `u64` result
+/// from 128 bytes to 112 (with its reference counts), and 10,000-key
+/// bursts about 5% faster (scratch harness, tokio; not isolated from the
+/// fast path in `wake_all`).
 #[derive(Default)]
 struct Wakers {
     first: Option<Waker>,
     more: Vec<Option<Waker>>,
-    /// Freed slots of `more`, reused before it grows.
-    free: Vec<usize>,
+    /// How many slots of `more` are free: searched for only when some are.
+    vacant: usize,
 }
 
 impl Wakers {
@@ -138,8 +144,11 @@ impl Wakers {
         if self.first.is_none() {
             return 0;
         }
-        if let Some(index) = self.free.pop() {
-            return index + 1;
+        if self.vacant > 0 {
+            if let Some(index) = self.more.iter().position(Option::is_none) {
+                self.vacant -= 1;
+                return index + 1;
+            }
         }
         self.more.push(None);
         self.more.len()
@@ -149,15 +158,19 @@ impl Wakers {
         match slot {
             0 => self.first = None,
             index => {
-                if let Some(stored) = self.more.get_mut(index - 1) {
+                if let Some(stored @ Some(_)) = self.more.get_mut(index - 1) {
                     *stored = None;
-                    self.free.push(index - 1);
+                    self.vacant += 1;
                 }
             }
         }
     }
 
     fn wake_all(self) {
+        // Most promises are answered before anyone waits.
+        if self.first.is_none() && self.more.is_empty() {
+            return;
+        }
         self.first
             .into_iter()
             .chain(self.more.into_iter().flatten())
