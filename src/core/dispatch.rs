@@ -47,10 +47,13 @@ impl<R: RunBatch> Dispatch<R> {
         self.counters.record_batch(batch.len());
         let span = BatchSpan::new(self.label.as_deref(), batch.len());
         let run = span.instrument(self.runner.clone().run(batch, span.clone()));
-        Box::pin(async move {
-            let _ = AssertUnwindSafe(run).catch_unwind().await;
-            drop((permit, alive));
-        })
+        // Built whole, then boxed: an `async` block would move `run` once
+        // more, into the unwinding guard, at its first poll.
+        Box::pin(
+            AssertUnwindSafe(run)
+                .catch_unwind()
+                .map(move |_| drop((permit, alive))),
+        )
     }
 }
 
