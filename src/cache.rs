@@ -152,7 +152,7 @@ pub(crate) struct IdentityMap<K, V, E> {
 /// The map under its shared lock, as loads see it. Stored answers are read
 /// at once; the in-flight table is locked when a key that is not stored is
 /// joined or claimed, and stays locked until [`release`](Self::release) or
-/// the reader is dropped, so a caller can claim and queue a key as one step.
+/// the reader is dropped, so that `load_many` claims many keys per lock.
 pub(crate) struct Reader<'a, K, V, E> {
     /// Declared first so it is released before the shared lock.
     claims: Option<MutexGuard<'a, InFlight<K, V, E>>>,

@@ -424,6 +424,11 @@ impl<F: Fetcher> BatchFetcher<F> {
         };
         let mut ticket = (key.clone(), claim.resolver);
         if lead {
+            // A single load lets go of the in-flight table before it
+            // queues, so that loads missing on other threads wait less for
+            // it: joiners already see the claim, and the shared lock, still
+            // held, keeps writers out until the key is queued.
+            reader.release();
             match self.inner.queue.try_lead(ticket) {
                 Ok(lead) => {
                     counters.queued();
