@@ -51,6 +51,35 @@ runtime_tests! {
         assert_eq!(stats.closed, 1);
     }
 
+    /// On a closed loader every miss is refused, never joined, even when
+    /// loads of one key overlap on several threads: nobody sees a key
+    /// claimed before it is queued, and a refused key is never queued.
+    #[cfg(not(target_arch = "wasm32"))] // Native only: needs OS threads
+    async fn misses_on_a_closed_loader_are_refused_not_joined(rt: Rt) {
+        for _ in 0..20 {
+            let (builder, _probe) = builder(&rt);
+            let loader = builder.max_delay(Duration::ZERO).build().unwrap();
+            loader.close().await;
+            let threads: Vec<_> = (0..2)
+                .map(|_| {
+                    let loader = loader.clone();
+                    std::thread::spawn(move || {
+                        for _ in 0..1_000 {
+                            let refused = futures::executor::block_on(loader.load(7));
+                            assert_eq!(refused, Err(anybatch::LoadError::Closed));
+                        }
+                    })
+                })
+                .collect();
+            for thread in threads {
+                thread.join().unwrap();
+            }
+            let stats = loader.stats();
+            assert_eq!((stats.requests, stats.closed), (2_000, 2_000));
+            assert_eq!((stats.joins, stats.queued), (0, 0), "joined a refused key");
+        }
+    }
+
     /// Backend time covers the whole backend call: at least as long as the
     /// test held the fetch at its gate.
     #[cfg(not(target_arch = "wasm32"))] // wasm32 has no clock: backend time stays zero there

@@ -120,7 +120,22 @@ impl<R: RunBatch> Queue<R> {
     /// made, with no hop to the collector or to a batch task. Dropping the
     /// batch unpolled spawns it.
     pub(crate) fn push(&self, item: R::Item) -> Result<Option<Lead<R>>, Refused<R::Item>> {
-        Ok(self.take_full(self.items.push(item)?))
+        self.push_then(item, || {})
+    }
+
+    /// [`push`](Self::push), calling `then` once `item` is queued and
+    /// before the batch it may have completed is taken: a caller can let go
+    /// of locks of its own there, once the item is in the queue, rather
+    /// than hold them while a batch is taken. Not called if the item is
+    /// refused.
+    pub(crate) fn push_then(
+        &self,
+        item: R::Item,
+        then: impl FnOnce(),
+    ) -> Result<Option<Lead<R>>, Refused<R::Item>> {
+        let pushed = self.items.push(item)?;
+        then();
+        Ok(self.take_full(pushed))
     }
 
     /// Queues `item`, waiting for room; hands it back if the queue closes.

@@ -73,6 +73,22 @@ impl<T> Drop for ReplySender<T> {
     }
 }
 
+impl<T> Drop for ReplyReceiver<T> {
+    fn drop(&mut self) {
+        // A caller that gave up must not keep its task's waker alive (nor
+        // be woken) until the batch answers. With the sender gone, as after
+        // every answer read, nobody can wake it and the lock is skipped.
+        if Arc::strong_count(&self.slot) == 1 {
+            return;
+        }
+        let waiter = match &mut *lock(&self.slot) {
+            Slot::Empty(waiter) => waiter.take(),
+            _ => None,
+        };
+        drop(waiter);
+    }
+}
+
 impl<T> Future for ReplyReceiver<T> {
     type Output = Option<T>;
 
@@ -143,6 +159,19 @@ mod tests {
         drop(sender);
         assert_eq!(wakes.wakes(), 1);
         assert_eq!(receiver.poll_unpin(&mut context), Poll::Ready(None));
+    }
+
+    #[test]
+    fn a_caller_that_gives_up_lets_go_of_its_waker() {
+        let (sender, mut receiver) = reply::<u8>();
+        let (wakes, waker) = WakeCounter::new();
+        assert!(receiver
+            .poll_unpin(&mut Context::from_waker(&waker))
+            .is_pending());
+        drop((waker, receiver));
+        assert_eq!(Arc::strong_count(&wakes), 1, "the slot kept no waker");
+        sender.send(1);
+        assert_eq!(wakes.wakes(), 0, "nobody woken for nothing");
     }
 
     #[test]

@@ -424,11 +424,6 @@ impl<F: Fetcher> BatchFetcher<F> {
         };
         let mut ticket = (key.clone(), claim.resolver);
         if lead {
-            // A single load lets go of the in-flight table before it
-            // queues, so that loads missing on other threads wait less for
-            // it: joiners already see the claim, and the shared lock, still
-            // held, keeps writers out until the key is queued.
-            reader.release();
             match self.inner.queue.try_lead(ticket) {
                 Ok(lead) => {
                     counters.queued();
@@ -437,7 +432,15 @@ impl<F: Fetcher> BatchFetcher<F> {
                 Err(refused) => ticket = refused,
             }
         }
-        match self.inner.queue.push(ticket) {
+        // A single load lets go of the in-flight table once its key is
+        // queued, before taking a batch the key may have completed, so
+        // that loads missing on other threads wait less for the table.
+        // (`load_many` keeps it for the keys that follow.)
+        let queued = match lead {
+            true => self.inner.queue.push_then(ticket, || reader.release()),
+            false => self.inner.queue.push(ticket),
+        };
+        match queued {
             Ok(lead) => {
                 counters.queued();
                 (Known::Join(claim.promise), lead)
