@@ -176,23 +176,58 @@ impl<T> Backlog<T> {
 
     /// Waits until at least `wanted` items are queued or the queue is closed.
     pub(crate) async fn ready(&self, wanted: usize) {
+        self.ready_while(wanted, || true).await
+    }
+
+    /// [`ready`](Self::ready) while `held` holds, then as soon as anything
+    /// is queued. `held` is read under the queue's lock, and whoever ends it
+    /// calls [`nudge`](Self::nudge) afterwards, so no wake-up is lost.
+    pub(crate) async fn ready_while(&self, wanted: usize, held: impl Fn() -> bool) {
         poll_fn(|cx| {
             let mut state = self.lock();
-            if state.items.len() >= wanted.max(1) || state.closed {
+            let wanted = if held() { wanted.max(1) } else { 1 };
+            if state.items.len() >= wanted || state.closed {
                 state.wake_at = 0;
                 return Poll::Ready(());
             }
             // Registered under the lock, so a push after this sees `wake_at`.
             self.doorbell.register(cx.waker());
-            state.wake_at = wanted.max(1);
+            state.wake_at = wanted;
             Poll::Pending
         })
         .await
     }
 
+    /// Wakes the collector if it waits, whatever it waits for: after
+    /// something a [`ready_while`](Self::ready_while) condition reads
+    /// changed.
+    pub(crate) fn nudge(&self) {
+        let mut state = self.lock();
+        let waiting = std::mem::take(&mut state.wake_at) != 0;
+        drop(state);
+        if waiting {
+            self.doorbell.wake();
+        }
+    }
+
     /// Moves queued items into `batch`, oldest first, until it holds `cap`.
     pub(crate) fn fill(&self, batch: &mut Vec<T>, cap: usize) {
         self.fill_if(batch, cap, |_| true);
+    }
+
+    /// [`fill`](Self::fill), then `release` (what ends a
+    /// [`ready_while`](Self::ready_while) condition) and a
+    /// [`nudge`](Self::nudge), under one hold of the lock.
+    pub(crate) fn fill_and_release(&self, batch: &mut Vec<T>, cap: usize, release: impl FnOnce()) {
+        let mut state = self.lock();
+        let taken = self.take_into(&mut state, batch, cap);
+        release();
+        let waiting = std::mem::take(&mut state.wake_at) != 0;
+        drop(state);
+        self.give_room(taken);
+        if waiting {
+            self.doorbell.wake();
+        }
     }
 
     /// [`fill`](Self::fill), if `ready` holds of the queue as seen under the
@@ -207,6 +242,13 @@ impl<T> Backlog<T> {
         if !ready(Pending::of(&state)) {
             return;
         }
+        let taken = self.take_into(&mut state, batch, cap);
+        drop(state);
+        self.give_room(taken);
+    }
+
+    /// Moves items into `batch` under the lock; returns how many.
+    fn take_into(&self, state: &mut State<T>, batch: &mut Vec<T>, cap: usize) -> usize {
         let taken = cap.saturating_sub(batch.len()).min(state.items.len());
         batch.extend(state.items.drain(..taken));
         if state.items.is_empty() {
@@ -218,7 +260,11 @@ impl<T> Backlog<T> {
         if state.items.is_empty() && state.items.capacity() > KEPT_CAPACITY {
             state.items = VecDeque::new();
         }
-        drop(state);
+        taken
+    }
+
+    /// Gives back the places of `taken` items, once out of the lock.
+    fn give_room(&self, taken: usize) {
         if let Some(room) = &self.room {
             room.add_permits(taken);
         }

@@ -72,11 +72,13 @@ impl<R: RunBatch> Collector<R> {
     async fn gather(&self, deadline: &mut Deadline) -> Option<Take> {
         let limits = &self.dispatch.limits;
         let cap = limits.max_batch_size;
+        let zero_delay = limits.max_delay.is_zero();
+        let leading = || self.dispatch.leading.load(Ordering::Acquire);
         loop {
             let seen = self.queued.pending();
             let take = if seen.len >= cap {
                 Some(Take::Full)
-            } else if seen.closed || (seen.len > 0 && limits.max_delay.is_zero()) {
+            } else if seen.closed || (seen.len > 0 && zero_delay && !leading()) {
                 Some(Take::Any)
             } else {
                 None
@@ -89,6 +91,14 @@ impl<R: RunBatch> Collector<R> {
                 // Empty: a request took the batch, or nothing came yet.
                 deadline.finish();
                 self.queued.ready(1).await;
+                continue;
+            }
+            if zero_delay {
+                // A request is gathering a batch (`gather_yields`) and takes
+                // what queued when it starts: taking it first would split
+                // the burst into batches of a key or two. Wait for a full
+                // batch, or for the request to start (it nudges).
+                self.queued.ready_while(cap, leading).await;
                 continue;
             }
             // Counted from the oldest item: later items never push it back.
@@ -314,8 +324,8 @@ mod tests {
                 panic!("an idle loader lets the caller lead");
             };
             // One more item queues after each poll. The collector never runs
-            // in this harness, so only the leader can take them; on a live
-            // executor the collector usually takes them first.
+            // in this harness; on a live executor it leaves them to the
+            // leader too (see the next test).
             for next in 2..=yields as u32 + 2 {
                 assert!(lead.poll_unpin(&mut context).is_pending());
                 harness.push([next]);
@@ -324,6 +334,28 @@ mod tests {
             let gathered: Vec<u32> = (1..=yields as u32 + 1).collect();
             assert_eq!(batches, [gathered], "gather_yields({yields})");
         }
+    }
+
+    #[test]
+    fn the_collector_leaves_what_queues_to_a_gathering_leader_then_takes_the_rest() {
+        let mut context = std::task::Context::from_waker(futures::task::noop_waker_ref());
+        let mut harness = Harness::new(4, 10);
+        let Ok(mut lead) = harness.queue.try_lead(1) else {
+            panic!("an idle loader lets the caller lead");
+        };
+        assert!(lead.poll_unpin(&mut context).is_pending(), "its one yield");
+        harness.push([2, 3]);
+        harness.settle();
+        assert!(harness.sizes().is_empty(), "left to the leader");
+        assert!(lead.poll_unpin(&mut context).is_pending(), "its batch runs");
+        // Once the leader started, what queues is the collector's, whether
+        // it comes before or after the collector looks again.
+        harness.push([4]);
+        harness.settle();
+        harness.push([5]);
+        harness.settle();
+        let batches = harness.recorder.batches.lock().unwrap().clone();
+        assert_eq!(batches, [vec![1, 2, 3], vec![4], vec![5]]);
     }
 
     #[test]

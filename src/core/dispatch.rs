@@ -93,10 +93,13 @@ impl<R: RunBatch> Lead<R> {
         };
         let dispatch = &self.dispatch;
         if self.idle {
+            // The collector left what queued meanwhile to this batch; what
+            // did not fit is its again once the flag is down.
             dispatch
                 .queued
-                .fill(&mut batch, dispatch.limits.max_batch_size);
-            dispatch.leading.store(false, Ordering::Release);
+                .fill_and_release(&mut batch, dispatch.limits.max_batch_size, || {
+                    dispatch.leading.store(false, Ordering::Release)
+                });
         }
         Some(dispatch.batch(batch, permit, alive))
     }

@@ -101,6 +101,8 @@ impl<R: RunBatch> Queue<R> {
         let slot = dispatch.in_flight.try_acquire_arc();
         let (Some(permit), Some(alive)) = (slot, self.alive.upgrade()) else {
             dispatch.leading.store(false, Ordering::Release);
+            // The collector may have seen the flag and left the queue alone.
+            self.items.nudge();
             return Err(item);
         };
         Ok(Lead {
