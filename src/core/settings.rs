@@ -78,8 +78,10 @@ macro_rules! shared_settings {
         ///
         /// While it yields, the requests polled meanwhile (the rest of a
         /// `join_all`, other tasks) queue instead of each running a batch of
-        /// its own; the collector batches them, and the leading request takes
-        /// into its batch whatever is still queued when it runs.
+        /// its own, and the collector leaves them: the leading request takes
+        /// them into its batch when it runs (up to `max_batch_size`; a
+        /// request that fills a batch meanwhile runs it, and the collector
+        /// takes what is left once the leader has run).
         ///
         /// `0` runs the batch at once, in the request's first poll: the
         /// lowest latency for requests made one after another, and the one to
