@@ -162,6 +162,20 @@ runtime_tests! {
         assert_eq!(probe.batches(), [vec![7]]);
     }
 
+    /// A load leading a zero-delay batch and then kept without being polled
+    /// (the loser of a `select`) holds up nobody else: a load of another key
+    /// is fetched, by the collector, after a short grace.
+    async fn a_kept_unpolled_leader_does_not_hold_up_other_loads(rt: Rt) {
+        let (builder, probe) = builder(&rt);
+        let loader = builder.max_delay(Duration::ZERO).build().unwrap();
+        let mut kept = Box::pin(loader.load(1));
+        assert!(futures::poll!(kept.as_mut()).is_pending(), "it leads, and yields");
+        let other = within(Duration::from_secs(10), "a load behind a kept leader", loader.load(2));
+        assert_eq!(other.await, Ok(20));
+        assert_eq!(kept.await, Ok(10));
+        assert_eq!(probe.batches(), [vec![2], vec![1]]);
+    }
+
     /// With `gather_yields(0)`, a lone load on an idle loader runs its batch
     /// in its first poll, even when the batch has room for more.
     async fn no_gather_yields_runs_a_lone_load_at_once(rt: Rt) {

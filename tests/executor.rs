@@ -295,6 +295,19 @@ runtime_tests! {
         assert_eq!(probe.executed(), [21]);
     }
 
+    /// An `execute` leading a zero-delay batch and then kept without being
+    /// polled holds up nobody else: another value runs after a short grace.
+    async fn a_kept_unpolled_leader_does_not_hold_up_other_values(rt: Rt) {
+        let (builder, probe) = doubler(&rt);
+        let executor = builder.max_delay(Duration::ZERO).build().unwrap();
+        let mut kept = Box::pin(executor.execute(1));
+        assert!(futures::poll!(kept.as_mut()).is_pending(), "it leads, and yields");
+        let other = within(Duration::from_secs(10), "a value behind a kept leader", executor.execute(2));
+        assert_eq!(other.await, Ok(4));
+        assert_eq!(kept.await, Ok(2));
+        assert_eq!(probe.batch_sizes(), [1, 1], "2 ran without waiting for 1");
+    }
+
     /// Nothing is deduplicated: equal values run once each.
     async fn equal_values_each_run(rt: Rt) {
         let (builder, probe) = doubler(&rt);

@@ -18,7 +18,8 @@ pub(crate) const DEFAULT_MAX_DELAY: Duration = Duration::from_millis(1);
 /// typical connection pool.
 pub(crate) const DEFAULT_MAX_IN_FLIGHT: usize = 10;
 /// One yield lets the requests polled alongside a lone one (a `join_all`)
-/// queue instead of each leading a batch; more did not make bursts faster.
+/// queue instead of each leading a batch; more did not make bursts faster
+/// (measured before the collector left a leader's requests to it).
 pub(crate) const DEFAULT_GATHER_YIELDS: usize = 1;
 /// Past this many, yields only spin an idle executor.
 const GATHER_YIELDS_LIMIT: usize = 1000;
@@ -80,8 +81,11 @@ macro_rules! shared_settings {
         /// `join_all`, other tasks) queue instead of each running a batch of
         /// its own, and the collector leaves them: the leading request takes
         /// them into its batch when it runs (up to `max_batch_size`; a
-        /// request that fills a batch meanwhile runs it, and the collector
-        /// takes what is left once the leader has run).
+        /// request that fills a batch meanwhile runs it if an in-flight slot
+        /// is free, and the collector takes what is left once the leader has
+        /// started). A leading request kept without being polled (the loser
+        /// of a `select`) holds up the requests queued behind it for 1 ms at
+        /// most: then the collector takes them.
         ///
         /// `0` runs the batch at once, in the request's first poll: the
         /// lowest latency for requests made one after another, and the one to
