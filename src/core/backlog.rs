@@ -157,13 +157,17 @@ impl<T> Backlog<T> {
 
     /// Rings the collector, after releasing the lock, if what it waits for
     /// has arrived (or the queue closed).
-    fn ring_if_awaited(&self, mut state: MutexGuard<'_, State<T>>) {
-        let ring = state.wake_at != 0 && (state.items.len() >= state.wake_at || state.closed);
-        if ring {
-            state.wake_at = 0;
+    fn ring_if_awaited(&self, state: MutexGuard<'_, State<T>>) {
+        if state.wake_at != 0 && (state.items.len() >= state.wake_at || state.closed) {
+            self.wake_collector(state);
         }
+    }
+
+    /// Wakes the collector, after releasing the lock, if it waits at all.
+    fn wake_collector(&self, mut state: MutexGuard<'_, State<T>>) {
+        let waiting = std::mem::take(&mut state.wake_at) != 0;
         drop(state);
-        if ring {
+        if waiting {
             self.doorbell.wake();
         }
     }
@@ -202,12 +206,7 @@ impl<T> Backlog<T> {
     /// something a [`ready_while`](Self::ready_while) condition reads
     /// changed.
     pub(crate) fn nudge(&self) {
-        let mut state = self.lock();
-        let waiting = std::mem::take(&mut state.wake_at) != 0;
-        drop(state);
-        if waiting {
-            self.doorbell.wake();
-        }
+        self.wake_collector(self.lock());
     }
 
     /// Moves queued items into `batch`, oldest first, until it holds `cap`.
@@ -222,12 +221,8 @@ impl<T> Backlog<T> {
         let mut state = self.lock();
         let taken = self.take_into(&mut state, batch, cap);
         release();
-        let waiting = std::mem::take(&mut state.wake_at) != 0;
-        drop(state);
+        self.wake_collector(state);
         self.give_room(taken);
-        if waiting {
-            self.doorbell.wake();
-        }
     }
 
     /// [`fill`](Self::fill), if `ready` holds of the queue as seen under the

@@ -53,14 +53,10 @@ impl<T> ReplySender<T> {
         let Some(slot) = self.slot.take() else {
             return;
         };
-        let mut slot = lock(&slot);
-        let Slot::Empty(waiter) = &mut *slot else {
-            return;
-        };
-        let waiter = waiter.take();
-        *slot = settled;
-        drop(slot);
-        if let Some(waiter) = waiter {
+        // Only this sender moves the slot out of `Empty`, once; the lock is
+        // released at the end of the statement, before the wake.
+        let before = std::mem::replace(&mut *lock(&slot), settled);
+        if let Slot::Empty(Some(waiter)) = before {
             waiter.wake();
         }
     }
@@ -94,18 +90,16 @@ impl<T> Future for ReplyReceiver<T> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
         let mut slot = lock(&self.slot);
-        match &mut *slot {
-            Slot::Empty(Some(waiter)) if waiter.will_wake(cx.waker()) => Poll::Pending,
-            Slot::Empty(waiter) => {
+        if let Slot::Empty(waiter) = &mut *slot {
+            if !waiter.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
                 *waiter = Some(cx.waker().clone());
-                Poll::Pending
             }
-            Slot::Answered(_) => match std::mem::replace(&mut *slot, Slot::Gone) {
-                Slot::Answered(answer) => Poll::Ready(Some(answer)),
-                _ => unreachable!("matched as answered under the same lock"),
-            },
-            Slot::Gone => Poll::Ready(None),
+            return Poll::Pending;
         }
+        Poll::Ready(match std::mem::replace(&mut *slot, Slot::Gone) {
+            Slot::Answered(answer) => Some(answer),
+            Slot::Empty(_) | Slot::Gone => None,
+        })
     }
 }
 
