@@ -1,34 +1,38 @@
 //! Counters every loader keeps, and the snapshot [`Stats`] users read.
 //!
-//! Counting is a relaxed atomic add: no lock. Cache hits, joins and queued
-//! requests, counted once per request, are sharded per thread (see
-//! [`HotCounters`]).
+//! Counting is a relaxed atomic add: no lock. What every request or every
+//! batch counts (cache hits, joins, queued requests; batches, their keys and
+//! their backend time) is sharded per thread (see [`HotCounters`]), so a
+//! lone load on an idle loader makes no shared atomic addition for its
+//! statistics.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::hot_counter::HotCounters;
 
-/// Where cache hits, joins and queued requests are in `Counters::hot`.
+/// Where each sharded count is in `Counters::hot`.
 const HITS: usize = 0;
 const JOINS: usize = 1;
 const QUEUED: usize = 2;
+const BATCHES: usize = 3;
+const BATCHED_ITEMS: usize = 4;
+const BACKEND_NANOS: usize = 5;
 
 /// Live counters, shared by a loader's handle, collector and batches.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
-    /// Cache hits, joins and queued requests; see [`hit`](Self::hit),
-    /// [`join`](Self::join) and [`queued`](Self::queued).
-    hot: HotCounters<3>,
+    /// Cache hits, joins and queued requests (see [`hit`](Self::hit),
+    /// [`join`](Self::join) and [`queued`](Self::queued)); batches, their
+    /// keys and their backend time (see [`record_batch`](Self::record_batch)
+    /// and [`record_backend_time`](Self::record_backend_time)).
+    hot: HotCounters<6>,
     pub(crate) rejected: AtomicU64,
-    pub(crate) batches: AtomicU64,
-    pub(crate) batched_items: AtomicU64,
     pub(crate) largest_batch: AtomicU64,
     pub(crate) failed_batches: AtomicU64,
     pub(crate) panicked_batches: AtomicU64,
     pub(crate) not_found: AtomicU64,
     pub(crate) closed: AtomicU64,
-    pub(crate) backend_nanos: AtomicU64,
 }
 
 impl Counters {
@@ -55,8 +59,8 @@ impl Counters {
     }
 
     pub(crate) fn record_batch(&self, size: usize) {
-        Self::add(&self.batches, 1);
-        Self::add(&self.batched_items, size as u64);
+        self.hot.add(BATCHES, 1);
+        self.hot.add(BATCHED_ITEMS, size as u64);
         // `fetch_max` is a compare-and-swap even when nothing changes: look
         // first, as a new largest batch is rare.
         if size as u64 > self.largest_batch.load(Ordering::Relaxed) {
@@ -66,7 +70,7 @@ impl Counters {
 
     pub(crate) fn record_backend_time(&self, elapsed: Duration) {
         let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
-        Self::add(&self.backend_nanos, nanos);
+        self.hot.add(BACKEND_NANOS, nanos);
     }
 
     pub(crate) fn snapshot(&self) -> Stats {
@@ -77,7 +81,7 @@ impl Counters {
             self.hot.sum(QUEUED),
             read(&self.rejected),
         );
-        let (batches, batched_items) = (read(&self.batches), read(&self.batched_items));
+        let (batches, batched_items) = (self.hot.sum(BATCHES), self.hot.sum(BATCHED_ITEMS));
         Stats {
             requests: cache_hits + joins + queued + rejected,
             cache_hits,
@@ -94,7 +98,7 @@ impl Counters {
             panicked_batches: read(&self.panicked_batches),
             not_found: read(&self.not_found),
             closed: read(&self.closed),
-            backend_time: Duration::from_nanos(read(&self.backend_nanos)),
+            backend_time: Duration::from_nanos(self.hot.sum(BACKEND_NANOS)),
         }
     }
 }
