@@ -1,6 +1,7 @@
 //! Counters every loader keeps, and the snapshot [`Stats`] users read.
 //!
-//! Counting is a relaxed atomic add: no lock. What every request or every
+//! Counting is a relaxed add, never a lock: a plain load and store in the
+//! counting thread's own shard, or an atomic add. What every request or every
 //! batch counts (cache hits, joins, queued requests; batches, their keys and
 //! their backend time) is sharded per thread (see [`HotCounters`]), so a
 //! lone load on an idle loader makes no shared atomic addition for its

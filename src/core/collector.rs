@@ -73,6 +73,10 @@ impl<R: RunBatch> Collector<R> {
             self.queued
                 .fill_if(&mut batch, cap, |now| take.holds(now, cap));
             if !batch.is_empty() {
+                // The collector's thread counts its batches in a shard of
+                // its own too (see `hot_counter`); a leading request's
+                // thread enrolled when it missed.
+                crate::hot_counter::enroll();
                 let run = dispatch.batch(batch, permit, self.alive.clone());
                 dispatch.spawner.spawn(run);
             }

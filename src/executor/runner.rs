@@ -61,6 +61,9 @@ impl<X: Executor> RunBatch for ExecuteRunner<X> {
     type Item = Job<X>;
 
     async fn run(self: Arc<Self>, batch: Vec<Job<X>>, span: BatchSpan) {
+        // The thread that runs the batch counts its backend time in a shard
+        // of its own (see `hot_counter`).
+        crate::hot_counter::enroll();
         let (values, replies) = split_pairs(batch);
         let stopwatch = Stopwatch::start();
         let executed = AssertUnwindSafe(async { self.executor.execute(&values).await })
