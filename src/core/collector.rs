@@ -61,7 +61,7 @@ impl<R: RunBatch> Collector<R> {
                 Some(None) => return, // closed and drained
                 Some(Some(_)) | None => return self.hand_back().await,
             };
-            let slot = dispatch.in_flight.take();
+            let slot = dispatch.in_flight.acquire_arc();
             let permit = match select(pin!(slot), pin!(self.stopped.recv())).await {
                 Either::Left((permit, _)) if !self.is_forced() => permit,
                 _ => return self.hand_back().await,

@@ -9,10 +9,10 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use async_channel::Sender;
+use async_lock::{Semaphore, SemaphoreGuardArc};
 use futures::FutureExt;
 
 use super::backlog::Backlog;
-use super::slots::{Slot, Slots};
 use super::{BatchLimits, RunBatch};
 use crate::spawn::{BoxFuture, Spawner};
 use crate::stats::Counters;
@@ -26,7 +26,7 @@ pub(super) struct Dispatch<R: RunBatch> {
     pub(super) spawner: Arc<dyn Spawner>,
     pub(super) counters: Arc<Counters>,
     pub(super) label: Option<Arc<str>>,
-    pub(super) in_flight: Arc<Slots>,
+    pub(super) in_flight: Arc<Semaphore>,
     /// Set while a caller gathers a batch it will run itself.
     pub(super) leading: AtomicBool,
     /// The queue, for a leading caller to gather from.
@@ -38,7 +38,12 @@ impl<R: RunBatch> Dispatch<R> {
     /// and the loader's liveness until it ends. A panic the layer did not
     /// catch (a value's `Clone`, say) stays inside; the items it dropped
     /// answer their callers.
-    pub(super) fn batch(&self, batch: Vec<R::Item>, permit: Slot, alive: Sender<()>) -> BoxFuture {
+    pub(super) fn batch(
+        &self,
+        batch: Vec<R::Item>,
+        permit: SemaphoreGuardArc,
+        alive: Sender<()>,
+    ) -> BoxFuture {
         self.counters.record_batch(batch.len());
         let span = BatchSpan::new(self.label.as_deref(), batch.len());
         let run = span.instrument(self.runner.clone().run(batch, span.clone()));
@@ -65,7 +70,7 @@ pub(crate) struct Lead<R: RunBatch> {
 pub(super) enum LeadState<T> {
     Gathering {
         batch: Vec<T>,
-        permit: Slot,
+        permit: SemaphoreGuardArc,
         alive: Sender<()>,
         /// Yields still to make before running (see `gather_yields`).
         yields_left: usize,

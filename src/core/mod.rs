@@ -11,9 +11,7 @@ mod dispatch;
 mod forced;
 mod queue;
 mod settings;
-mod slots;
 
 pub(crate) use dispatch::{run_side_by_side, Lead};
 pub(crate) use queue::{in_flight_slots, split_pairs, start, Queue, Refused, RunBatch};
 pub(crate) use settings::{shared_settings, BatchLimits, Settings};
-pub(crate) use slots::Slots;

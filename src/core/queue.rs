@@ -6,12 +6,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_channel::{Receiver, Sender, WeakSender};
+use async_lock::Semaphore;
 
 use super::backlog::{Backlog, Pushed};
 use super::collector::{Collector, Intake};
 use super::dispatch::{Dispatch, Lead, LeadState};
 use super::forced::{Claimant, Forced, HandBack};
-use super::slots::Slots;
 use super::BatchLimits;
 use crate::spawn::Spawner;
 use crate::stats::Counters;
@@ -98,7 +98,7 @@ impl<R: RunBatch> Queue<R> {
         if dispatch.leading.swap(true, Ordering::AcqRel) {
             return Err(item);
         }
-        let slot = dispatch.in_flight.try_take();
+        let slot = dispatch.in_flight.try_acquire_arc();
         let (Some(permit), Some(alive)) = (slot, self.alive.upgrade()) else {
             dispatch.leading.store(false, Ordering::Release);
             // The collector may have seen the flag and left the queue alone.
@@ -156,7 +156,7 @@ impl<R: RunBatch> Queue<R> {
         }
         let dispatch = &self.dispatch;
         let lead = (|| {
-            let permit = dispatch.in_flight.try_take()?;
+            let permit = dispatch.in_flight.try_acquire_arc()?;
             let alive = self.alive.upgrade()?;
             let cap = dispatch.limits.max_batch_size;
             let mut batch = Vec::new();
@@ -231,7 +231,7 @@ pub(crate) fn start<R: RunBatch>(
     runner: Arc<R>,
     limits: BatchLimits,
     spawner: Arc<dyn Spawner>,
-    in_flight: Arc<Slots>,
+    in_flight: Arc<Semaphore>,
     counters: Arc<Counters>,
     label: Option<Arc<str>>,
 ) -> Queue<R> {
@@ -287,8 +287,8 @@ pub(crate) fn start<R: RunBatch>(
 }
 
 /// The in-flight slots of one loader, `limits.max_in_flight` of them.
-pub(crate) fn in_flight_slots(limits: &BatchLimits) -> Arc<Slots> {
-    Slots::new(limits.max_in_flight)
+pub(crate) fn in_flight_slots(limits: &BatchLimits) -> Arc<Semaphore> {
+    Arc::new(Semaphore::new(limits.max_in_flight))
 }
 
 #[cfg(test)]

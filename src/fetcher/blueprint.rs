@@ -5,6 +5,8 @@ use std::hash::Hash;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
+use async_lock::Semaphore;
+
 use super::runner::FetchRunner;
 use super::{BatchFetcher, Fetcher};
 use crate::cache::{BoxStore, Default, IdentityMap, Stored};
@@ -45,7 +47,7 @@ impl<K, V> fmt::Debug for Remembering<K, V> {
 pub(crate) struct Blueprint<K, V> {
     limits: BatchLimits,
     spawner: Arc<dyn Spawner>,
-    in_flight: Arc<core::Slots>,
+    in_flight: Arc<Semaphore>,
     pub(crate) counters: Arc<Counters>,
     pub(crate) label: Option<Arc<str>>,
     remembering: Remembering<K, V>,
