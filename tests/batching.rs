@@ -176,6 +176,37 @@ runtime_tests! {
         assert_eq!(probe.batches(), [vec![2], vec![1]]);
     }
 
+    /// With zero delay, the first `load_many` to queue a key on an idle
+    /// loader leads: the calls polled while it yields queue behind it, the
+    /// calls that complete whole batches run them, and the leader runs what
+    /// is left. The calls of one `join_all` share whole batches with no
+    /// help from the collector (held here, it never runs).
+    async fn zero_delay_load_many_calls_share_batches_the_first_one_leads(rt: Rt) {
+        let (builder, probe) = builder(&rt);
+        let spawner = HeldSpawner::default();
+        let loader = builder
+            .spawner(spawner.clone())
+            .max_batch_size(10)
+            .max_delay(Duration::ZERO)
+            .build()
+            .unwrap();
+        let calls: Vec<Vec<u64>> = (0..7).map(|call| (call * 5..call * 5 + 5).collect()).collect();
+        let loads = futures::future::join_all(calls.iter().map(|keys| loader.load_many(keys)));
+        let values = within(Duration::from_secs(10), "load_many calls", loads).await;
+        for (keys, values) in calls.iter().zip(values) {
+            assert_eq!(values, Ok(keys.iter().map(|&key| value_of(key)).collect()));
+        }
+        let batches: Vec<Vec<u64>> = probe.batches().into_iter().map(sorted).collect();
+        let expected: Vec<Vec<u64>> = vec![
+            (0..10).collect(),
+            (10..20).collect(),
+            (20..30).collect(),
+            (30..35).collect(),
+        ];
+        assert_eq!(batches, expected);
+        assert_eq!(spawner.held(), 1, "only the collector was spawned");
+    }
+
     /// With `gather_yields(0)`, a lone load on an idle loader runs its batch
     /// in its first poll, even when the batch has room for more.
     async fn no_gather_yields_runs_a_lone_load_at_once(rt: Rt) {

@@ -201,6 +201,24 @@ fn collecting_failures(builder: ExecutorBuilder<Doubler>) -> (ExecutorBuilder<Do
     (builder, failures)
 }
 
+/// An executor with batches of 10 and the given delay whose collector never
+/// runs (it is held by a [`HeldSpawner`]): only the callers can run its
+/// batches.
+fn executor_without_collector(
+    rt: &Rt,
+    max_delay: Duration,
+) -> (BatchExecutor<Doubler>, Probe, HeldSpawner) {
+    let (builder, probe) = doubler(rt);
+    let spawner = HeldSpawner::default();
+    let executor = builder
+        .spawner(spawner.clone())
+        .max_batch_size(10)
+        .max_delay(max_delay)
+        .build()
+        .unwrap();
+    (executor, probe, spawner)
+}
+
 runtime_tests! {
     /// Concurrent `execute` calls form one batch, and each caller gets the
     /// output at its own position.
@@ -217,14 +235,7 @@ runtime_tests! {
     /// batches from one `join_all` still run, and no task besides the
     /// collector is spawned.
     async fn a_full_batch_is_run_by_the_execute_that_completed_it(rt: Rt) {
-        let (builder, probe) = doubler(&rt);
-        let spawner = HeldSpawner::default();
-        let executor = builder
-            .spawner(spawner.clone())
-            .max_batch_size(10)
-            .max_delay(FOREVER)
-            .build()
-            .unwrap();
+        let (executor, probe, spawner) = executor_without_collector(&rt, FOREVER);
         let executes = futures::future::join_all((0..30).map(|v| executor.execute(v)));
         let outputs = within(Duration::from_secs(10), "the executes", executes).await;
         assert_eq!(outputs, (0..30).map(|v| Ok(v * 2)).collect::<Vec<_>>());
@@ -252,24 +263,45 @@ runtime_tests! {
 
     /// `execute_many` on a bounded queue runs the batches it completed
     /// before it waits for room: those batches hold the in-flight slots the
-    /// collector needs to free room, so waiting first would hang.
+    /// collector needs to free room, so waiting first would hang. With zero
+    /// delay the call also leads, holding the one slot, and runs its batch
+    /// before it waits.
     async fn execute_many_on_a_bounded_queue_finishes(rt: Rt) {
-        let (builder, probe) = doubler(&rt);
-        let executor = builder
-            .max_batch_size(2)
-            .max_in_flight(1)
-            .max_queued(2)
-            .max_delay(FOREVER)
-            .build()
-            .unwrap();
-        let outputs = within(
-            Duration::from_secs(10),
-            "execute_many",
-            executor.execute_many((0..10).collect()),
-        )
-        .await;
-        assert_eq!(outputs, (0..10).map(|v| Ok(v * 2)).collect::<Vec<_>>());
-        assert_eq!(probe.executed(), (0..10).collect::<Vec<_>>());
+        for max_delay in [FOREVER, Duration::ZERO] {
+            let (builder, probe) = doubler(&rt);
+            let executor = builder
+                .max_batch_size(2)
+                .max_in_flight(1)
+                .max_queued(2)
+                .max_delay(max_delay)
+                .build()
+                .unwrap();
+            let outputs = within(
+                Duration::from_secs(10),
+                "execute_many",
+                executor.execute_many((0..10).collect()),
+            )
+            .await;
+            assert_eq!(outputs, (0..10).map(|v| Ok(v * 2)).collect::<Vec<_>>());
+            assert_eq!(probe.executed(), (0..10).collect::<Vec<_>>());
+        }
+    }
+
+    /// With zero delay, the first `execute_many` on an idle executor leads:
+    /// the calls polled while it yields queue behind it, the calls that
+    /// complete whole batches run them, and the leader runs what is left,
+    /// with no help from the collector (held here, it never runs).
+    async fn zero_delay_execute_many_calls_share_batches_the_first_one_leads(rt: Rt) {
+        let (executor, probe, spawner) = executor_without_collector(&rt, Duration::ZERO);
+        let calls = (0..7u64).map(|call| executor.execute_many((call * 5..call * 5 + 5).collect()));
+        let all = futures::future::join_all(calls);
+        let outputs = within(Duration::from_secs(10), "execute_many calls", all).await;
+        let expected: Vec<_> = (0..7u64)
+            .map(|call| (call * 5..call * 5 + 5).map(|v| Ok(v * 2)).collect::<Vec<_>>())
+            .collect();
+        assert_eq!(outputs, expected);
+        assert_eq!(probe.batch_sizes(), [5, 10, 10, 10], "sorted");
+        assert_eq!(spawner.held(), 1, "only the collector was spawned");
     }
 
     /// The cap splits a burst and every value runs exactly once.

@@ -388,6 +388,41 @@ mod tests {
     }
 
     #[test]
+    fn a_caller_queueing_many_leads_what_is_left_of_its_items_and_of_others() {
+        let mut context = std::task::Context::from_waker(futures::task::noop_waker_ref());
+        let mut harness = Harness::new(4, 10);
+        let mut lead = harness.queue.try_lead_many().expect("an idle loader");
+        assert!(harness.queue.try_lead_many().is_none(), "one leader");
+        // Its own items, then those of calls polled while it yields: the
+        // collector leaves them to it, and whole batches go as usual.
+        harness.push([1, 2, 3]);
+        assert!(lead.poll_unpin(&mut context).is_pending(), "its one yield");
+        harness.push([4, 5, 6]);
+        harness.settle();
+        assert_eq!(harness.sizes(), [4], "the whole batch, nothing more");
+        assert!(lead.poll_unpin(&mut context).is_pending(), "its batch runs");
+        // Once it started, what queues is the collector's.
+        harness.push([7]);
+        harness.settle();
+        let batches = harness.recorder.batches.lock().unwrap().clone();
+        assert_eq!(batches, [vec![1, 2, 3, 4], vec![5, 6], vec![7]]);
+    }
+
+    #[test]
+    fn a_lead_of_many_left_with_nothing_runs_nothing_and_gives_back_its_slot() {
+        let mut context = std::task::Context::from_waker(futures::task::noop_waker_ref());
+        let mut harness = Harness::new(4, 2);
+        let mut lead = harness.queue.try_lead_many().expect("an idle loader");
+        harness.push(1..=4);
+        harness.settle();
+        assert!(lead.poll_unpin(&mut context).is_pending(), "its one yield");
+        assert!(lead.poll_unpin(&mut context).is_ready(), "nothing to run");
+        assert_eq!(harness.sizes(), [4]);
+        // One slot is the running batch's; the lead's is free again.
+        assert!(harness.queue.try_lead(9).is_ok());
+    }
+
+    #[test]
     fn in_flight_limit_holds_batches_and_they_keep_filling() {
         let mut harness = Harness::new(10, 2);
         harness.push(0..20);

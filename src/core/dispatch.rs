@@ -80,7 +80,9 @@ pub(super) enum LeadState<T> {
 }
 
 impl<R: RunBatch> Lead<R> {
-    /// Takes what queued meanwhile into the batch and starts it.
+    /// Takes what queued meanwhile into the batch and starts it; `None`
+    /// once started, or when nothing is left to run (a lead of many items
+    /// whose items all went in whole batches).
     fn start(&mut self) -> Option<BoxFuture> {
         let LeadState::Gathering {
             mut batch,
@@ -101,7 +103,8 @@ impl<R: RunBatch> Lead<R> {
                     dispatch.leading.store(false, Ordering::Release)
                 });
         }
-        Some(dispatch.batch(batch, permit, alive))
+        // Empty: the slot and the liveness are let go of here.
+        (!batch.is_empty()).then(|| dispatch.batch(batch, permit, alive))
     }
 }
 
@@ -125,8 +128,10 @@ impl<R: RunBatch> Future for Lead<R> {
                 cx.waker().wake_by_ref();
                 return Poll::Pending;
             }
-            let run = this.start().expect("gathering");
-            this.state = LeadState::Running(run);
+            match this.start() {
+                Some(run) => this.state = LeadState::Running(run),
+                None => return Poll::Ready(()),
+            }
         }
         let LeadState::Running(run) = &mut this.state else {
             return Poll::Ready(());

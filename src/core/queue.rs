@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_channel::{Receiver, Sender, WeakSender};
-use async_lock::Semaphore;
+use async_lock::{Semaphore, SemaphoreGuardArc};
 
 use super::backlog::{Backlog, Pushed};
 use super::collector::{Collector, Intake};
@@ -88,33 +88,63 @@ impl<R: RunBatch> Queue<R> {
     // Inlined: with a non-zero delay, every request's call is one check.
     #[inline]
     pub(crate) fn try_lead(&self, item: R::Item) -> Result<Lead<R>, R::Item> {
+        match self.claim_lead() {
+            Some((permit, alive)) => Ok(self.idle_lead(vec![item], permit, alive)),
+            None => Err(item),
+        }
+    }
+
+    /// [`try_lead`](Self::try_lead) for a caller about to queue many items
+    /// (`load_many`, `execute_many`), called before it queues the first:
+    /// the batch starts empty, the collector leaves the queue to it, and
+    /// when it starts it takes what is queued, the caller's items and those
+    /// of the calls polled while it yielded. Its caller's items that fill
+    /// whole batches go in those batches, as usual.
+    pub(crate) fn try_lead_many(&self) -> Option<Lead<R>> {
+        let (permit, alive) = self.claim_lead()?;
+        Some(self.idle_lead(Vec::new(), permit, alive))
+    }
+
+    /// Raises `leading` and takes an in-flight slot, when the delay is zero,
+    /// nothing is queued, no other caller leads and a slot is free.
+    #[inline]
+    fn claim_lead(&self) -> Option<(SemaphoreGuardArc, Sender<()>)> {
         let dispatch = &self.dispatch;
         // A caller already leading is seen without the queue's lock: in a
         // burst, the loads that join its batch then lock the queue once.
         let leading = || dispatch.leading.load(Ordering::Relaxed);
         if !dispatch.limits.max_delay.is_zero() || leading() || !self.items.is_idle() {
-            return Err(item);
+            return None;
         }
         if dispatch.leading.swap(true, Ordering::AcqRel) {
-            return Err(item);
+            return None;
         }
         let slot = dispatch.in_flight.try_acquire_arc();
         let (Some(permit), Some(alive)) = (slot, self.alive.upgrade()) else {
             dispatch.leading.store(false, Ordering::Release);
             // The collector may have seen the flag and left the queue alone.
             self.items.nudge();
-            return Err(item);
+            return None;
         };
-        Ok(Lead {
-            dispatch: dispatch.clone(),
+        Some((permit, alive))
+    }
+
+    fn idle_lead(
+        &self,
+        batch: Vec<R::Item>,
+        permit: SemaphoreGuardArc,
+        alive: Sender<()>,
+    ) -> Lead<R> {
+        Lead {
+            dispatch: self.dispatch.clone(),
             state: LeadState::Gathering {
-                batch: vec![item],
+                batch,
                 permit,
                 alive,
-                yields_left: dispatch.limits.gather_yields,
+                yields_left: self.dispatch.limits.gather_yields,
             },
             idle: true,
-        })
+        }
     }
 
     /// Queues `item` if there is room, or hands it back. If the item

@@ -85,7 +85,11 @@ macro_rules! shared_settings {
         /// is free, and the collector takes what is left once the leader has
         /// started). A leading request kept without being polled (the loser
         /// of a `select`) holds up the requests queued behind it for 1 ms at
-        /// most: then the collector takes them.
+        /// most: then the collector takes them. A call that queues many
+        /// (`load_many`, `execute_many`) leads the same way when the first
+        /// of its keys or values it queues finds the loader idle: its whole
+        /// batches go as they fill, and it runs what is left with what the
+        /// calls polled while it yielded queued.
         ///
         /// `0` runs the batch at once, in the request's first poll: the
         /// lowest latency for requests made one after another, and the one to

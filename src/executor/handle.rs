@@ -136,7 +136,9 @@ impl<X: Executor> BatchExecutor<X> {
 
     /// Executes every value and returns one result per value, in order. The
     /// values are queued back to back, so they share batches as far as
-    /// `max_batch_size` allows.
+    /// `max_batch_size` allows; with `max_delay(ZERO)` on an idle executor
+    /// the call leads the batch they start, like a lone
+    /// [`execute`](Self::execute) (see `gather_yields` on the builder).
     ///
     /// ```
     /// # use anybatch::{BatchExecutor, Executor};
@@ -158,14 +160,21 @@ impl<X: Executor> BatchExecutor<X> {
         // by side the batches these values completed.
         let mut replies = Vec::with_capacity(values.len());
         let mut leads = Vec::new();
+        // With zero delay on an idle executor, this call leads the batch
+        // its values (and those of calls polled meanwhile) gather in.
+        let mut many_lead = match values.is_empty() {
+            true => None,
+            false => self.inner.queue.try_lead_many(),
+        };
         for value in values {
             let (reply, answer) = reply();
             let queued = match self.try_enqueue((value, Some(reply))) {
                 Ok(queued) => queued,
                 Err(job) => {
                     // Room frees up only as the collector takes batches, and
-                    // the batches held here hold the slots it needs: run
-                    // them before waiting.
+                    // the batches held here hold the slots it needs (and
+                    // the lead holds the queue): run them before waiting.
+                    leads.extend(many_lead.take());
                     run_side_by_side(std::mem::take(&mut leads)).await;
                     self.wait_for_room(job).await
                 }
@@ -179,6 +188,7 @@ impl<X: Executor> BatchExecutor<X> {
                 Queued::Closed => None,
             });
         }
+        leads.extend(many_lead);
         run_side_by_side(leads).await;
         let mut results = Vec::with_capacity(replies.len());
         for reply in replies {

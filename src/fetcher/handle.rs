@@ -69,6 +69,29 @@ type Result<F> = Outcome<<F as Fetcher>::Value, <F as Fetcher>::Error>;
 /// A claimed key's answer, and the batch to run if the caller leads it.
 type Queued<F> = (Answer<F>, Option<Lead<FetchRunner<F>>>);
 
+/// How a key that is neither stored nor in flight is queued.
+enum Queueing<'a, F: Fetcher> {
+    /// By a single load, which may lead a lone batch.
+    Single,
+    /// By a `load_many`, whose first queued key may make it lead.
+    Many(&'a mut ManyLead<F>),
+}
+
+/// Whether a `load_many` has offered to lead, and the batch it leads.
+struct ManyLead<F: Fetcher> {
+    offered: bool,
+    lead: Option<Lead<FetchRunner<F>>>,
+}
+
+impl<F: Fetcher> Default for ManyLead<F> {
+    fn default() -> Self {
+        Self {
+            offered: false,
+            lead: None,
+        }
+    }
+}
+
 impl<F: Fetcher> BatchFetcher<F> {
     /// Starts configuring a loader over `fetcher`; see [`FetcherBuilder`] for
     /// the settings and their defaults.
@@ -123,7 +146,7 @@ impl<F: Fetcher> BatchFetcher<F> {
             Lookup::Missing(mut reader) => {
                 // Off the hit path, which must not call (see `hot_counter`).
                 crate::hot_counter::enroll();
-                match self.join_or_queue(&mut reader, &key, true) {
+                match self.join_or_queue(&mut reader, &key, Queueing::Single) {
                     (Known::Done(outcome), _) => return outcome,
                     (Known::Join(promise), None) => Next::Wait(promise),
                     // The lone load of an idle loader runs its batch here,
@@ -165,7 +188,7 @@ impl<F: Fetcher> BatchFetcher<F> {
                     self.inner.counters.hit();
                     return outcome;
                 }
-                None => self.join_or_queue(&mut reader, key, true),
+                None => self.join_or_queue(&mut reader, key, Queueing::Single),
             }
         };
         match queued {
@@ -177,7 +200,9 @@ impl<F: Fetcher> BatchFetcher<F> {
 
     /// Loads several keys and returns their values in input order. Unknown
     /// keys are queued back to back, so they share batches as far as
-    /// `max_batch_size` allows. Duplicates are allowed.
+    /// `max_batch_size` allows; with `max_delay(ZERO)` on an idle loader
+    /// the call leads the batch they start, like a lone [`load`](Self::load)
+    /// (see `gather_yields` on the builder). Duplicates are allowed.
     ///
     /// # Errors
     /// The error of the first key, in input order, that failed; see
@@ -380,6 +405,7 @@ impl<F: Fetcher> BatchFetcher<F> {
     async fn lookup_all(&self, keys: &[F::Key]) -> Vec<Answer<F>> {
         crate::hot_counter::enroll();
         let mut leads = Vec::new();
+        let mut many = ManyLead::default();
         let answers = {
             let mut reader = self.inner.map.read().await;
             keys.iter()
@@ -393,7 +419,8 @@ impl<F: Fetcher> BatchFetcher<F> {
                     match reader.stored(key) {
                         Some(outcome) => self.counted(Known::Done(outcome)),
                         None => {
-                            let (answer, lead) = self.join_or_queue(&mut reader, key, false);
+                            let queueing = Queueing::Many(&mut many);
+                            let (answer, lead) = self.join_or_queue(&mut reader, key, queueing);
                             leads.extend(lead);
                             answer
                         }
@@ -402,20 +429,23 @@ impl<F: Fetcher> BatchFetcher<F> {
                 .collect()
         };
         // Run outside the map's lock, which a batch takes to deliver.
+        leads.extend(many.lead);
         run_side_by_side(leads).await;
         answers
     }
 
     /// For a key not stored, under the shared lock: joins the fetch in
-    /// flight, or claims the key and queues it. With `lead`, a lone key on an
-    /// idle loader is not queued but returned as a batch for the caller to
-    /// run once the lock is released (see `Queue::try_lead`); a key that
+    /// flight, or claims the key and queues it. A single load's lone key on
+    /// an idle loader is not queued but returned as a batch for the caller
+    /// to run once the lock is released (see `Queue::try_lead`); the first
+    /// key a `load_many` queues on an idle loader makes that call lead the
+    /// batch the rest join (see `Queue::try_lead_many`); a key that
     /// completes a batch may return that batch too (see `Queue::push`).
     fn join_or_queue(
         &self,
         reader: &mut Reader<'_, F::Key, F::Value, F::Error>,
         key: &F::Key,
-        lead: bool,
+        queueing: Queueing<'_, F>,
     ) -> Queued<F> {
         let counters = &self.inner.counters;
         let claim = match reader.join_or_claim(key) {
@@ -423,22 +453,30 @@ impl<F: Fetcher> BatchFetcher<F> {
             Err(claim) => claim,
         };
         let mut ticket = (key.clone(), claim.resolver);
-        if lead {
-            match self.inner.queue.try_lead(ticket) {
+        match queueing {
+            Queueing::Single => match self.inner.queue.try_lead(ticket) {
                 Ok(lead) => {
                     counters.queued();
                     return (Known::Join(claim.promise), Some(lead));
                 }
                 Err(refused) => ticket = refused,
+            },
+            Queueing::Many(ManyLead {
+                offered: offered @ false,
+                lead,
+            }) => {
+                *offered = true;
+                *lead = self.inner.queue.try_lead_many();
             }
+            Queueing::Many(_) => {}
         }
         // A single load lets go of the in-flight table once its key is
         // queued, before taking a batch the key may have completed, so
         // that loads missing on other threads wait less for the table.
         // (`load_many` keeps it for the keys that follow.)
-        let queued = match lead {
-            true => self.inner.queue.push_then(ticket, || reader.release()),
-            false => self.inner.queue.push(ticket),
+        let queued = match queueing {
+            Queueing::Single => self.inner.queue.push_then(ticket, || reader.release()),
+            Queueing::Many(_) => self.inner.queue.push(ticket),
         };
         match queued {
             Ok(lead) => {
