@@ -354,6 +354,7 @@ fn shutdown_now_races_queued_values() {
                 let ran = Arc::new(Mutex::new(Vec::new()));
                 let executor = BatchExecutor::builder(Doubler(ran.clone()))
                     .max_delay(Duration::ZERO)
+                    .gather_yields(0)
                     .max_batch_size(1)
                     .max_in_flight(1)
                     .spawner(shuttle_spawner)

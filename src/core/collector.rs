@@ -388,7 +388,7 @@ mod tests {
     }
 
     #[test]
-    fn a_caller_queueing_many_leads_what_is_left_of_its_items_and_of_others() {
+    fn a_caller_queueing_many_leads_what_is_left_once_whole_batches_have_gone() {
         let mut context = std::task::Context::from_waker(futures::task::noop_waker_ref());
         let mut harness = Harness::new(4, 10);
         let mut lead = harness.queue.try_lead_many().expect("an idle loader");
@@ -406,6 +406,14 @@ mod tests {
         harness.settle();
         let batches = harness.recorder.batches.lock().unwrap().clone();
         assert_eq!(batches, [vec![1, 2, 3, 4], vec![5, 6], vec![7]]);
+    }
+
+    #[test]
+    fn a_caller_queueing_many_does_not_lead_when_nothing_would_be_gathered() {
+        let no_yields = Harness::with_yields(4, 10, 0);
+        assert!(no_yields.queue.try_lead_many().is_none());
+        let batches_of_one = Harness::new(1, 10);
+        assert!(batches_of_one.queue.try_lead_many().is_none());
     }
 
     #[test]

@@ -101,6 +101,12 @@ impl<R: RunBatch> Queue<R> {
     /// of the calls polled while it yielded. Its caller's items that fill
     /// whole batches go in those batches, as usual.
     pub(crate) fn try_lead_many(&self) -> Option<Lead<R>> {
+        // It leads to gather while it yields: with no yields, or batches of
+        // one that each item completes, there is nothing to gather.
+        let limits = &self.dispatch.limits;
+        if limits.gather_yields == 0 || limits.max_batch_size == 1 {
+            return None;
+        }
         let (permit, alive) = self.claim_lead()?;
         Some(self.idle_lead(Vec::new(), permit, alive))
     }

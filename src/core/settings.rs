@@ -85,17 +85,19 @@ macro_rules! shared_settings {
         /// is free, and the collector takes what is left once the leader has
         /// started). A leading request kept without being polled (the loser
         /// of a `select`) holds up the requests queued behind it for 1 ms at
-        /// most: then the collector takes them. A call that queues many
-        /// (`load_many`, `execute_many`) leads the same way when the first
-        /// of its keys or values it queues finds the loader idle: its whole
-        /// batches go as they fill, and it runs what is left with what the
-        /// calls polled while it yielded queued.
+        /// most while an in-flight slot is free (it holds one): then the
+        /// collector takes them. A call that queues many (`load_many`,
+        /// `execute_many`) leads the same way when the first of its keys or
+        /// values it queues finds the loader idle, unless this is `0` or
+        /// `max_batch_size` is 1: its whole batches go as they fill, and it
+        /// runs what is left with what the calls polled while it yielded
+        /// queued.
         ///
         /// `0` runs the batch at once, in the request's first poll: the
         /// lowest latency for requests made one after another, and the one to
-        /// pick when they rarely come together. Requests polled together then
-        /// each run a batch of their own whenever the backend answers within
-        /// its first poll. More yields keep the others queuing for longer,
+        /// pick when they rarely come together. Single requests polled
+        /// together then each run a batch of their own when they find the
+        /// loader idle. More yields keep the others queuing for longer,
         /// each yield costing one trip through the executor's queue. Whatever
         /// this is, requests that arrive while every in-flight slot is busy
         /// share the next batch, and without a zero delay it does nothing:

@@ -137,8 +137,13 @@ impl<X: Executor> BatchExecutor<X> {
     /// Executes every value and returns one result per value, in order. The
     /// values are queued back to back, so they share batches as far as
     /// `max_batch_size` allows; with `max_delay(ZERO)` on an idle executor
-    /// the call leads the batch they start, like a lone
-    /// [`execute`](Self::execute) (see `gather_yields` on the builder).
+    /// the call leads like a lone [`execute`](Self::execute): it yields,
+    /// then runs what is left of its values, with those of calls polled
+    /// meanwhile, once whole batches have gone (see `gather_yields` on the
+    /// builder). Like `execute`, it runs the batches it completes or leads
+    /// while polled; kept without being polled, it holds them and their
+    /// in-flight slots, so awaiting another `execute` while keeping it can
+    /// wait forever.
     ///
     /// ```
     /// # use anybatch::{BatchExecutor, Executor};

@@ -201,8 +201,13 @@ impl<F: Fetcher> BatchFetcher<F> {
     /// Loads several keys and returns their values in input order. Unknown
     /// keys are queued back to back, so they share batches as far as
     /// `max_batch_size` allows; with `max_delay(ZERO)` on an idle loader
-    /// the call leads the batch they start, like a lone [`load`](Self::load)
-    /// (see `gather_yields` on the builder). Duplicates are allowed.
+    /// the call leads like a lone [`load`](Self::load): it yields, then runs
+    /// what is left of its keys, with those of calls polled meanwhile, once
+    /// whole batches have gone (see `gather_yields` on the builder). Like
+    /// `load`, it runs the batches it completes or leads while polled; kept
+    /// without being polled, it holds them and their in-flight slots, so
+    /// awaiting another load while keeping it can wait forever. Duplicates
+    /// are allowed.
     ///
     /// # Errors
     /// The error of the first key, in input order, that failed; see
