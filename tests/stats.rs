@@ -9,6 +9,19 @@ use std::time::Duration;
 use common::*;
 
 runtime_tests! {
+    /// With zero delay, a `load_many` on an idle loader leads; when all its
+    /// keys go in a whole batch, its lead runs nothing, and only the batch
+    /// that ran is counted.
+    async fn a_lead_left_with_nothing_is_not_counted_as_a_batch(rt: Rt) {
+        let (builder, probe) = builder(&rt);
+        let loader = builder.max_batch_size(2).max_delay(Duration::ZERO).build().unwrap();
+        assert_eq!(loader.load_many(&[1, 2]).await, Ok(vec![value_of(1), value_of(2)]));
+        assert_eq!(probe.batch_count(), 1);
+        let stats = loader.stats();
+        assert_eq!((stats.batches, stats.largest_batch), (1, 2));
+        loader.close().await;
+    }
+
     /// Every request is counted once, as a hit, a join or a queued key, and
     /// every batch outcome lands in its own counter.
     async fn fetcher_counts_each_outcome(rt: Rt) {
