@@ -14,7 +14,11 @@ runtime_tests! {
     /// that ran is counted.
     async fn a_lead_left_with_nothing_is_not_counted_as_a_batch(rt: Rt) {
         let (builder, probe) = builder(&rt);
-        let loader = builder.max_batch_size(2).max_delay(Duration::ZERO).build().unwrap();
+        let loader = builder
+            .max_batch_size(2)
+            .max_delay(std::time::Duration::ZERO)
+            .build()
+            .unwrap();
         assert_eq!(loader.load_many(&[1, 2]).await, Ok(vec![value_of(1), value_of(2)]));
         assert_eq!(probe.batch_count(), 1);
         let stats = loader.stats();
