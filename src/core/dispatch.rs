@@ -80,6 +80,34 @@ pub(super) enum LeadState<T> {
 }
 
 impl<R: RunBatch> Lead<R> {
+    /// A batch for a caller to run: an idle lead (see `Queue::try_lead`)
+    /// yields `gather_yields` times and gathers what queued meanwhile; a
+    /// full batch taken by its last request starts at once.
+    #[inline]
+    pub(super) fn gathering(
+        dispatch: &Arc<Dispatch<R>>,
+        batch: Vec<R::Item>,
+        permit: SemaphoreGuardArc,
+        alive: Sender<()>,
+        idle: bool,
+    ) -> Self {
+        let yields_left = if idle {
+            dispatch.limits.gather_yields
+        } else {
+            0
+        };
+        Lead {
+            dispatch: dispatch.clone(),
+            state: LeadState::Gathering {
+                batch,
+                permit,
+                alive,
+                yields_left,
+            },
+            idle,
+        }
+    }
+
     /// Takes what queued meanwhile into the batch and starts it; `None`
     /// once started, or when nothing is left to run (a lead of many items
     /// whose items all went in whole batches).

@@ -10,7 +10,7 @@ use async_lock::{Semaphore, SemaphoreGuardArc};
 
 use super::backlog::{Backlog, Pushed};
 use super::collector::{Collector, Intake};
-use super::dispatch::{Dispatch, Lead, LeadState};
+use super::dispatch::{Dispatch, Lead};
 use super::forced::{Claimant, Forced, HandBack};
 use super::BatchLimits;
 use crate::spawn::Spawner;
@@ -89,7 +89,13 @@ impl<R: RunBatch> Queue<R> {
     #[inline]
     pub(crate) fn try_lead(&self, item: R::Item) -> Result<Lead<R>, R::Item> {
         match self.claim_lead() {
-            Some((permit, alive)) => Ok(self.idle_lead(vec![item], permit, alive)),
+            Some((permit, alive)) => Ok(Lead::gathering(
+                &self.dispatch,
+                vec![item],
+                permit,
+                alive,
+                true,
+            )),
             None => Err(item),
         }
     }
@@ -108,7 +114,13 @@ impl<R: RunBatch> Queue<R> {
             return None;
         }
         let (permit, alive) = self.claim_lead()?;
-        Some(self.idle_lead(Vec::new(), permit, alive))
+        Some(Lead::gathering(
+            &self.dispatch,
+            Vec::new(),
+            permit,
+            alive,
+            true,
+        ))
     }
 
     /// Raises `leading` and takes an in-flight slot, when the delay is zero,
@@ -133,24 +145,6 @@ impl<R: RunBatch> Queue<R> {
             return None;
         };
         Some((permit, alive))
-    }
-
-    fn idle_lead(
-        &self,
-        batch: Vec<R::Item>,
-        permit: SemaphoreGuardArc,
-        alive: Sender<()>,
-    ) -> Lead<R> {
-        Lead {
-            dispatch: self.dispatch.clone(),
-            state: LeadState::Gathering {
-                batch,
-                permit,
-                alive,
-                yields_left: self.dispatch.limits.gather_yields,
-            },
-            idle: true,
-        }
     }
 
     /// Queues `item` if there is room, or hands it back. If the item
@@ -198,16 +192,7 @@ impl<R: RunBatch> Queue<R> {
             let mut batch = Vec::new();
             self.items.fill_if(&mut batch, cap, |now| now.len >= cap);
             // Empty: the collector took the batch first.
-            (!batch.is_empty()).then(|| Lead {
-                dispatch: dispatch.clone(),
-                state: LeadState::Gathering {
-                    batch,
-                    permit,
-                    alive,
-                    yields_left: 0,
-                },
-                idle: false,
-            })
+            (!batch.is_empty()).then(|| Lead::gathering(dispatch, batch, permit, alive, false))
         })();
         if lead.is_none() {
             self.items.ring();

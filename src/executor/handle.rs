@@ -167,9 +167,10 @@ impl<X: Executor> BatchExecutor<X> {
         let mut leads = Vec::new();
         // With zero delay on an idle executor, this call leads the batch
         // its values (and those of calls polled meanwhile) gather in.
-        let mut many_lead = match values.is_empty() {
-            true => None,
-            false => self.inner.queue.try_lead_many(),
+        let mut many_lead = if values.is_empty() {
+            None
+        } else {
+            self.inner.queue.try_lead_many()
         };
         for value in values {
             let (reply, answer) = reply();

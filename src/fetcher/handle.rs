@@ -73,23 +73,9 @@ type Queued<F> = (Answer<F>, Option<Lead<FetchRunner<F>>>);
 enum Queueing<'a, F: Fetcher> {
     /// By a single load, which may lead a lone batch.
     Single,
-    /// By a `load_many`, whose first queued key may make it lead.
-    Many(&'a mut ManyLead<F>),
-}
-
-/// Whether a `load_many` has offered to lead, and the batch it leads.
-struct ManyLead<F: Fetcher> {
-    offered: bool,
-    lead: Option<Lead<FetchRunner<F>>>,
-}
-
-impl<F: Fetcher> Default for ManyLead<F> {
-    fn default() -> Self {
-        Self {
-            offered: false,
-            lead: None,
-        }
-    }
+    /// By a `load_many`, whose first queued key may make it lead: `None`
+    /// until that key offered to, then the lead, if it got one.
+    Many(&'a mut Option<Option<Lead<FetchRunner<F>>>>),
 }
 
 impl<F: Fetcher> BatchFetcher<F> {
@@ -410,7 +396,7 @@ impl<F: Fetcher> BatchFetcher<F> {
     async fn lookup_all(&self, keys: &[F::Key]) -> Vec<Answer<F>> {
         crate::hot_counter::enroll();
         let mut leads = Vec::new();
-        let mut many = ManyLead::default();
+        let mut many = None;
         let answers = {
             let mut reader = self.inner.map.read().await;
             keys.iter()
@@ -434,7 +420,7 @@ impl<F: Fetcher> BatchFetcher<F> {
                 .collect()
         };
         // Run outside the map's lock, which a batch takes to deliver.
-        leads.extend(many.lead);
+        leads.extend(many.flatten());
         run_side_by_side(leads).await;
         answers
     }
@@ -466,14 +452,9 @@ impl<F: Fetcher> BatchFetcher<F> {
                 }
                 Err(refused) => ticket = refused,
             },
-            Queueing::Many(ManyLead {
-                offered: offered @ false,
-                lead,
-            }) => {
-                *offered = true;
-                *lead = self.inner.queue.try_lead_many();
+            Queueing::Many(&mut ref mut many) => {
+                many.get_or_insert_with(|| self.inner.queue.try_lead_many());
             }
-            Queueing::Many(_) => {}
         }
         // A single load lets go of the in-flight table once its key is
         // queued, before taking a batch the key may have completed, so
