@@ -366,5 +366,36 @@ mod lead {
             assert_eq!(probe.times_fetched(1), 1);
             assert_eq!(loader.stats().batches, 1);
         }
+
+        /// With no delay, a `load_many` on an idle loader leads the batch its
+        /// keys queue for; dropped while it gathers, it spawns that batch,
+        /// so a caller that joined one of its keys is answered and each key
+        /// is fetched once. The collector is parked unpolled, so only the
+        /// dropped lead can have run the batch.
+        async fn dropped_load_many_lead_spawns_what_it_gathered(rt: Rt) {
+            let spawner = Parking::new(&rt, true);
+            let (fetcher, probe) = TestFetcher::new();
+            let loader = anybatch::BatchFetcher::builder(fetcher)
+                .spawner(spawner.clone())
+                .max_delay(Duration::ZERO)
+                .build()
+                .unwrap();
+            assert_eq!(spawner.parked(), 1, "the collector is parked");
+            spawner.set_park(false);
+            let keys = [1, 2, 3];
+            let mut many = Box::pin(loader.load_many(&keys));
+            // It leads, queues its keys, then yields once to gather.
+            assert!(futures::poll!(many.as_mut()).is_pending());
+            assert!(probe.batches().is_empty(), "nothing runs while it gathers");
+            let joiner = loader.clone();
+            let joiner = rt.spawn_polled(async move { joiner.load(2).await }).await;
+            drop(many);
+            let answer = within(Duration::from_secs(10), "the joiner", joiner).await;
+            assert_eq!(answer, Ok(20));
+            let mut batches = probe.batches();
+            batches.iter_mut().for_each(|batch| batch.sort_unstable());
+            assert_eq!(batches, [vec![1, 2, 3]]);
+            assert_eq!(loader.stats().batches, 1);
+        }
     }
 }
